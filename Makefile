@@ -1,0 +1,25 @@
+# Two commands: `make demo` and `make test`. Each creates .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(OFFLINE) $(BIN)/diffii-datasets demo
+
+test: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m flake8 diffii_datasets tests benchmarks
+	$(OFFLINE) $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo-output
