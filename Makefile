@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(OFFLINE) $(BIN)/diffii-datasets demo
 
 test: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m flake8 diffii_datasets tests benchmarks
+	$(OFFLINE) $(BIN)/python -m flake8
 	$(OFFLINE) $(BIN)/python -m pytest
 
 clean:
