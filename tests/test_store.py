@@ -1,0 +1,113 @@
+"""The on-disk store: atomic class commits, verification, header checks, deterministic manifest."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from diffii_datasets.store import StoreMismatchError, SyntheticStore
+
+HEADER = {"config": {"seed": 0, "expansion_rate": 5.0}, "classes": ["F/A-18", "../x"]}
+VERSIONS = {"torch": "x"}
+
+
+def _fill(store, class_index, count=3):
+    with store.writing(class_index) as writer:
+        writer.write_inversions(torch.full((2, 4, 2, 2), float(class_index)))
+        for i in range(count):
+            writer.add(Image.new("RGB", (8, 8), (i * 40, class_index * 50, 0)),
+                       {"index": i, "source_indices": [0, 1], "lam": 0.5, "suffix": "on a branch", "seed": 7})
+
+
+def test_commit_writes_a_whole_class_under_its_index(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    _fill(store, 1)
+    assert store.is_committed(1) and not store.is_committed(0)
+    assert sorted(p.name for p in store.classes_dir.iterdir()) == ["00001"]
+    records = store.records(1)
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert records[0]["file"] == "images/00000.png" and records[0]["label"] == 1 and records[0]["suffix"]
+    assert torch.equal(store.read_inversions(1), torch.full((2, 4, 2, 2), 1.0))
+    with Image.open(store.image_path(1, records[2]["file"])) as image:
+        assert image.getpixel((0, 0)) == (80, 50, 0)
+    assert store.verify([0, 1]) == []
+
+
+def test_error_while_writing_leaves_nothing(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.writing(0) as writer:
+            writer.add(Image.new("RGB", (8, 8)), {"index": 0})
+            raise RuntimeError("boom")
+    assert not store.is_committed(0)
+    assert list(store.classes_dir.iterdir()) == []
+
+
+def test_stale_temporary_from_a_crash_is_removed(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    stale = store.classes_dir / ".tmp-00000-99999"
+    (stale / "images").mkdir(parents=True)
+    store.remove_stale_temporaries(0)
+    assert not stale.exists()
+
+
+def test_verify_finds_missing_and_corrupt_files(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    _fill(store, 0)
+    _fill(store, 1)
+    (store.class_dir(0) / "images/00001.png").unlink()
+    path = store.class_dir(1) / "images/00002.png"
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    problems = store.verify([0, 1])
+    assert {(p.class_index, p.file, p.reason) for p in problems} == {
+        (0, "images/00001.png", "missing"), (1, "images/00002.png", "checksum mismatch")}
+    assert store.verify([0, 1], checksums=False) == [problems[0]]
+
+
+def test_discard_removes_class_and_manifest(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    _fill(store, 0)
+    store.finalize([0], VERSIONS)
+    store.discard(0)
+    assert not store.is_committed(0) and store.manifest() is None
+
+
+def test_manifest_is_deterministic_and_needs_every_class(tmp_path):
+    stores = [SyntheticStore.create(tmp_path / name, HEADER) for name in ("a", "b")]
+    for store in stores:
+        _fill(store, 0)
+        with pytest.raises(RuntimeError, match=r"not committed yet: \[1\]"):
+            store.finalize([0, 1], VERSIONS)
+        _fill(store, 1, count=2)
+        manifest = store.finalize([0, 1], VERSIONS)
+    assert manifest["complete"] and manifest["total_images"] == 5
+    assert manifest["classes"] == HEADER["classes"] and manifest["versions"] == VERSIONS
+    a, b = ((s.path / "manifest.json").read_bytes() for s in stores)
+    assert a == b
+    for relative in ("classes/00000/class.json", "classes/00001/metadata.jsonl", "classes/00000/images/00002.png"):
+        assert (stores[0].path / relative).read_bytes() == (stores[1].path / relative).read_bytes()
+
+
+def test_reopening_with_another_header_explains_the_difference(tmp_path):
+    SyntheticStore.create(tmp_path / "s", HEADER)
+    SyntheticStore.create(tmp_path / "s", json.loads(json.dumps(HEADER)))  # same header: fine
+    other = {**HEADER, "config": {"seed": 1, "expansion_rate": 5.0}}
+    with pytest.raises(StoreMismatchError, match=r"config\.seed: store has 0, requested 1"):
+        SyntheticStore.create(tmp_path / "s", other)
+
+
+def test_jpeg_option_and_bad_format(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER, image_format="jpeg")
+    _fill(store, 0, count=1)
+    assert store.records(0)[0]["file"] == "images/00000.jpg"
+    with pytest.raises(ValueError, match="image_format"):
+        SyntheticStore(tmp_path / "t", image_format="gif")
+
+
+def test_unusable_cache_dir_is_a_clear_error(tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(ValueError, match="cache_dir must be a writable directory"):
+        SyntheticStore.create(tmp_path / "a-file" / "store", HEADER)
