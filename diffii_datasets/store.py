@@ -10,6 +10,7 @@ identity, concepts)::
       work/                      scratch (concept-learning checkpoints); safe to delete
       classes/00003/             one committed class (the class *index*, never its name)
         inversions.safetensors   the DDIM inversion pool x_T of the class's real images
+        real/00000.png ...       the class's real images (PNG), in the order ``source_indices`` refer to
         images/00000.png ...     synthetic images (PNG, or JPEG when configured)
         metadata.jsonl           provenance, one JSON line per image
         class.json               commit record: count and SHA-256 of every file above
@@ -101,6 +102,7 @@ class ClassWriter:
         if self.tmp_dir.exists():
             shutil.rmtree(self.tmp_dir)
         (self.tmp_dir / "images").mkdir(parents=True)
+        (self.tmp_dir / "real").mkdir()
         self._checksums: dict[str, str] = {}
         self._records: list[bytes] = []
 
@@ -113,13 +115,20 @@ class ClassWriter:
         data = save({"inversions": inversions.detach().to("cpu", torch.float32).contiguous()})
         self._write("inversions.safetensors", data)
 
-    def add(self, image: Image.Image, record: Mapping[str, Any]) -> None:
-        """Encode ``image`` and remember its provenance ``record`` (must hold an int ``index``)."""
-        fmt, ext, options = IMAGE_FORMATS[self._store.image_format]
-        relative = f"images/{int(record['index']):05d}{ext}"
+    def _write_image(self, relative: str, image: Image.Image, image_format: str) -> None:
+        fmt, _, options = IMAGE_FORMATS[image_format]
         buffer = io.BytesIO()
         image.save(buffer, format=fmt, **options)
         self._write(relative, buffer.getvalue())
+
+    def add_real(self, index: int, image: Image.Image) -> None:
+        """Keep real image ``index`` of the class (lossless), so the store is self-contained."""
+        self._write_image(f"real/{index:05d}.png", image, "png")
+
+    def add(self, image: Image.Image, record: Mapping[str, Any]) -> None:
+        """Encode ``image`` and remember its provenance ``record`` (must hold an int ``index``)."""
+        relative = f"images/{int(record['index']):05d}{IMAGE_FORMATS[self._store.image_format][1]}"
+        self._write_image(relative, image, self._store.image_format)
         line = {**record, "file": relative, "label": self.class_index, "sha256": self._checksums[relative]}
         self._records.append(json.dumps(line, sort_keys=True).encode("utf-8") + b"\n")
 
@@ -129,6 +138,7 @@ class ClassWriter:
         record = {"class_index": self.class_index, "count": len(self._records), "files": self._checksums}
         _fsync_write(self.tmp_dir / "class.json", _json_bytes(record))
         _fsync_dir(self.tmp_dir / "images")
+        _fsync_dir(self.tmp_dir / "real")
         _fsync_dir(self.tmp_dir)
         final = self._store.class_dir(self.class_index)
         if final.exists():
@@ -256,6 +266,10 @@ class SyntheticStore:
         """Provenance records of a committed class, in generation order."""
         text = (self.class_dir(class_index) / "metadata.jsonl").read_text(encoding="utf-8")
         return [json.loads(line) for line in text.splitlines() if line]
+
+    def real_images(self, class_index: int) -> list[Path]:
+        """Paths of the committed class's real images, in class order."""
+        return sorted((self.class_dir(class_index) / "real").glob("*.png"))
 
     def read_inversions(self, class_index: int) -> torch.Tensor:
         return load((self.class_dir(class_index) / "inversions.safetensors").read_bytes())["inversions"]

@@ -15,6 +15,8 @@ VERSIONS = {"torch": "x"}
 def _fill(store, class_index, count=3):
     with store.writing(class_index) as writer:
         writer.write_inversions(torch.full((2, 4, 2, 2), float(class_index)))
+        for i in range(2):
+            writer.add_real(i, Image.new("RGB", (8, 8), (0, 0, 100 + i)))
         for i in range(count):
             writer.add(Image.new("RGB", (8, 8), (i * 40, class_index * 50, 0)),
                        {"index": i, "source_indices": [0, 1], "lam": 0.5, "suffix": "on a branch", "seed": 7})
@@ -31,6 +33,9 @@ def test_commit_writes_a_whole_class_under_its_index(tmp_path):
     assert torch.equal(store.read_inversions(1), torch.full((2, 4, 2, 2), 1.0))
     with Image.open(store.image_path(1, records[2]["file"])) as image:
         assert image.getpixel((0, 0)) == (80, 50, 0)
+    assert [p.name for p in store.real_images(1)] == ["00000.png", "00001.png"]
+    with Image.open(store.real_images(1)[1]) as image:
+        assert image.getpixel((0, 0)) == (0, 0, 101)
     assert store.verify([0, 1]) == []
 
 
