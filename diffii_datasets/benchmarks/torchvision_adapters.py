@@ -1,0 +1,163 @@
+"""Thin adapters over torchvision's own Aircraft, Cars, Pet and Flowers classes.
+
+torchvision reads these datasets already; what the benchmarks need on top is the
+common label interface (``targets`` everywhere, ``class_to_idx`` for Flowers), a
+stable per-item key for order-independent sampling (``sample_keys``: the image
+path relative to the dataset's folder) and, before torchvision opens anything, a
+layout check that names the missing file instead of torchvision's generic
+"Dataset not found". Loading itself stays torchvision's code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torchvision.datasets as tvd
+from torchvision.datasets.utils import verify_str_arg
+
+__all__ = ["FGVCAircraft", "Flowers102", "OxfordIIITPet", "StanfordCars", "STANFORD_CARS_MANUAL_DOWNLOAD"]
+
+STANFORD_CARS_MANUAL_DOWNLOAD = (
+    "Stanford Cars can no longer be downloaded automatically: its original URL is gone "
+    "(https://github.com/pytorch/vision/issues/7545). Download it by hand as torchvision's documentation "
+    "describes (https://github.com/pytorch/vision/issues/7545#issuecomment-1631441616, or the ready-made "
+    "https://www.kaggle.com/datasets/rickyyyyyyy/torchvision-stanford-cars) so that <root>/stanford_cars/ holds "
+    "devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, cars_test_annos_withlabels.mat and cars_test/."
+)
+
+
+def _check_layout(base: Path, required: Sequence[str], name: str, not_found_hint: str) -> None:
+    """Raise the torchvision-style error when ``base`` is absent, and name missing files when it is partial."""
+    if not base.is_dir():
+        raise RuntimeError(f"Dataset not found at {base}. {not_found_hint}")
+    missing = [path for path in required if not (base / path).exists()]
+    if missing:
+        raise FileNotFoundError(f"{base} is not a complete {name} layout: missing {', '.join(missing)}")
+
+
+def _root(root: str | Path) -> Path:
+    """The root as torchvision's ``VisionDataset`` resolves it (``~`` expanded in strings only)."""
+    return Path(os.path.expanduser(root)) if isinstance(root, str) else Path(root)
+
+
+def _relative_keys(paths: Sequence[str | Path], base: Path) -> list[str]:
+    return [Path(path).relative_to(base).as_posix() for path in paths]
+
+
+_DOWNLOAD_HINT = "You can use download=True to download it"
+
+
+class FGVCAircraft(tvd.FGVCAircraft):
+    """torchvision's ``FGVCAircraft`` at the ``variant`` level (100 classes), the paper's Aircraft.
+
+    Layout: ``root/fgvc-aircraft-2013b/data/{variants.txt, images_variant_<split>.txt, images/}``.
+    Adds ``targets`` and ``sample_keys``; ``split`` is ``train``, ``val``, ``trainval`` (default,
+    the few-shot pool) or ``test``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "trainval",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
+        verify_str_arg(split, "split", ("train", "val", "trainval", "test"))
+        base = _root(root) / "fgvc-aircraft-2013b"
+        if not download:
+            required = ("data/variants.txt", f"data/images_variant_{split}.txt", "data/images")
+            _check_layout(base, required, "FGVC-Aircraft", _DOWNLOAD_HINT)
+        super().__init__(root, split=split, annotation_level="variant", transform=transform,
+                         target_transform=target_transform, download=download)
+        self.targets = list(self._labels)
+        self.sample_keys = _relative_keys(self._image_files, Path(self._data_path))
+
+
+class StanfordCars(tvd.StanfordCars):
+    """torchvision's ``StanfordCars`` (196 classes); ``split`` is ``train`` (the few-shot pool) or ``test``.
+
+    Layout: ``root/stanford_cars/{devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/,
+    cars_test_annos_withlabels.mat, cars_test/}``. There is no working download any more:
+    ``download=True`` raises a ``ValueError`` that explains the manual route
+    (:data:`STANFORD_CARS_MANUAL_DOWNLOAD`). Adds ``targets`` and ``sample_keys``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
+        verify_str_arg(split, "split", ("train", "test"))
+        if download:
+            self.download()
+        if split == "train":
+            required = ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train")
+        else:
+            required = ("devkit/cars_meta.mat", "cars_test_annos_withlabels.mat", "cars_test")
+        base = _root(root) / "stanford_cars"
+        _check_layout(base, required, "Stanford Cars", STANFORD_CARS_MANUAL_DOWNLOAD)
+        super().__init__(root, split=split, transform=transform, target_transform=target_transform)
+        self.targets = [int(target) for _, target in self._samples]
+        self.sample_keys = _relative_keys([path for path, _ in self._samples], self._base_folder)
+
+    def download(self) -> None:
+        raise ValueError(STANFORD_CARS_MANUAL_DOWNLOAD)
+
+
+class OxfordIIITPet(tvd.OxfordIIITPet):
+    """torchvision's ``OxfordIIITPet`` with category targets (37 breeds); ``split`` is ``trainval`` or ``test``.
+
+    Layout: ``root/oxford-iiit-pet/{images/, annotations/<split>.txt}``. ``trainval``
+    (3,680 images) is the few-shot pool. Adds ``targets`` and ``sample_keys``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "trainval",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
+        verify_str_arg(split, "split", ("trainval", "test"))
+        base = _root(root) / "oxford-iiit-pet"
+        if not download:
+            _check_layout(base, ("images", f"annotations/{split}.txt"), "Oxford-IIIT Pet", _DOWNLOAD_HINT)
+        super().__init__(root, split=split, target_types="category", transform=transform,
+                         target_transform=target_transform, download=download)
+        self.targets = list(self._labels)
+        self.sample_keys = _relative_keys(self._images, self._base_folder)
+
+
+class Flowers102(tvd.Flowers102):
+    """torchvision's ``Flowers102`` (102 classes); ``split`` is ``train``, ``val`` or ``test``.
+
+    Layout: ``root/flowers-102/{jpg/, imagelabels.mat, setid.mat}`` (torchvision checks the two
+    ``.mat`` files' MD5). Adds ``class_to_idx``, ``targets`` and ``sample_keys``. Flower-LT pools
+    all three splits (see :mod:`diffii_datasets.benchmarks.registry`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
+        verify_str_arg(split, "split", ("train", "val", "test"))
+        base = _root(root) / "flowers-102"
+        if not download:
+            _check_layout(base, ("jpg", "imagelabels.mat", "setid.mat"), "Flowers-102", _DOWNLOAD_HINT)
+        super().__init__(root, split=split, transform=transform, target_transform=target_transform,
+                         download=download)
+        self.classes = list(self.classes)
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        self.targets = list(self._labels)
+        self.sample_keys = _relative_keys(self._image_files, self._base_folder)
