@@ -6,14 +6,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from benchmark_fakedata import write_aircraft, write_cars, write_cub, write_flowers, write_pet
-
-CUB_CLASSES = {
-    "001.Black_footed_Albatross": (12, 4),
-    "002.Laysan_Albatross": (11, 3),
-    "003.Sooty_Albatross": (12, 5),
-    "004.Groove_billed_Ani": (3, 2),
-}
+from benchmark_fakedata import CUB_CLASSES, write_aircraft, write_cars, write_cub, write_flowers, write_pet
 
 
 @pytest.fixture(scope="session")
