@@ -5,5 +5,19 @@ layer (``diffii_datasets.augmented``, ``hf``, ``cli``) into this package, never 
 """
 
 from diffii_datasets.diffusion.prompts import build_prompt, normalize_suffix
+from diffii_datasets.diffusion.suffixes import (
+    BUILTIN_FAMILIES,
+    DEFAULT_CAPTIONER,
+    DEFAULT_SUMMARISER,
+    BuiltinSuffixes,
+    CaptionedSuffixes,
+    SuffixParseError,
+    SuffixProvider,
+    UserSuffixes,
+    check_prompt_length,
+    suffix_provider,
+)
 
-__all__ = ["build_prompt", "normalize_suffix"]
+__all__ = ["build_prompt", "normalize_suffix",
+           "BUILTIN_FAMILIES", "DEFAULT_CAPTIONER", "DEFAULT_SUMMARISER", "BuiltinSuffixes", "CaptionedSuffixes",
+           "SuffixParseError", "SuffixProvider", "UserSuffixes", "check_prompt_length", "suffix_provider"]
