@@ -18,7 +18,7 @@ def fake_cub(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fake_aircraft(tmp_path_factory):
     root = tmp_path_factory.mktemp("aircraft")
-    variants = {"707-320": (4, 3, 3), "A300B4": (5, 4, 2), "F/A-18": (3, 3, 2), "Cessna 172": (2, 2, 2)}
+    variants = {"707-320": (4, 3, 3), "A300B4": (5, 4, 2), "F/A-18": (3, 3, 2), "Cessna 172": (3, 2, 2)}
     return SimpleNamespace(root=root, splits=write_aircraft(root, variants), classes=list(variants))
 
 
