@@ -358,7 +358,7 @@ def summarisation_prompt(captions: Sequence[str], metaclass: str, max_suffixes: 
     """The instruction sent to a language model: captions in, paper-style ``a photo of a ...`` lines out."""
     lines = "\n".join(f"- {c}" for c in captions)
     return (
-        f"Below are captions of photos of {metaclass}s, one per line, the most frequent first.\n\n"
+        f"Below are captions of photos that each show a {metaclass}, one per line, the most frequent first.\n\n"
         f"{lines}\n\n"
         f"Summarise the recurring context of these photos (the scene, background, pose or action) into at most "
         f"{max_suffixes} distinct short descriptions, each of the form \"a photo of a {metaclass} <context>.\"\n"
@@ -397,7 +397,8 @@ class _LanguageModelSummariser(Summariser):
     def summarise(self, captions: Sequence[str], metaclass: str, max_suffixes: int) -> tuple[list[str], str]:
         unique = _unique_by_frequency(captions)
         if not unique:
-            raise ValueError("captions must contain at least one non-empty caption")
+            raise SuffixParseError("every caption is empty, so there is nothing to summarise. Use another captioner, "
+                                   "or fall back to the built-in list with fallback_to_builtin=True.", "")
         if len(unique) > self.max_captions:
             logger.info("summarising the %d most frequent of %d distinct captions", self.max_captions, len(unique))
             unique = unique[: self.max_captions]

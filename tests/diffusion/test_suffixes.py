@@ -463,3 +463,8 @@ def test_captioned_provider_unusable_answer_errors_or_falls_back(
     assert "Falling back to the built-in suffix list" in caplog.text
     assert not list(cache.glob("suffixes-*.json"))
     assert all(c in endpoint.requests[-1]["body"]["messages"][0]["content"] for c in captions)
+
+
+def test_language_model_summariser_with_only_empty_captions_offers_the_fallback():
+    with pytest.raises(SuffixParseError, match="every caption is empty.*fallback_to_builtin=True"):
+        OpenAICompatibleSummariser("m").summarise(["", "  "], "bird", 3)
