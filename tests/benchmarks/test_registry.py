@@ -1,6 +1,8 @@
 """load_benchmark / load_setting / list_benchmarks on the fake datasets."""
 
 import shutil
+import subprocess
+import sys
 import warnings
 from collections import Counter
 
@@ -141,3 +143,10 @@ def test_missing_or_partial_data(tmp_path, fake_cub):
     (tmp_path / "CUB_200_2011" / "images.txt").unlink()
     with pytest.raises(FileNotFoundError, match="missing images.txt"):
         load_benchmark("cub-lt", tmp_path, imbalance_factor=10)
+
+
+def test_benchmarks_do_not_import_the_diffusion_code():
+    code = ("import sys, diffii_datasets.benchmarks; "
+            "print(sorted(m for m in sys.modules if m.startswith(('diffii_datasets.diffusion', 'diffusers'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
