@@ -1,0 +1,219 @@
+"""Loading a Stable Diffusion pipeline once per run, and the small pieces inversion and denoising share.
+
+The engine works on a plain :class:`diffusers.StableDiffusionPipeline`: whatever
+concept tokens or LoRA weights were loaded into it are used as they are. Latents
+are kept in float32 between steps (scheduler arithmetic in full precision) and
+cast to the UNet's dtype only for the model call, so fp16/bf16 pipelines run
+the network in half precision without accumulating rounding error over 200
+inversion steps.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "PromptEncoder",
+    "broadcast_prompts",
+    "check_guidance_scale",
+    "check_latents",
+    "check_positive_int",
+    "execution_device",
+    "latent_shape",
+    "load_pipeline",
+    "make_scheduler",
+    "pipeline_resolution",
+    "predict_noise",
+]
+
+logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def load_pipeline(
+    model: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    torch_dtype: torch.dtype | None = None,
+    local_files_only: bool | None = None,
+):
+    """Load a ``StableDiffusionPipeline`` from a Hub id or a local directory, ready to run.
+
+    ``device`` defaults to CUDA when available, else CPU; ``torch_dtype`` to
+    float16 on CUDA and float32 elsewhere; ``local_files_only`` to huggingface_hub's
+    offline switch (``HF_HUB_OFFLINE``). The safety checker is not loaded (the
+    images are training data, not user-facing output). Attention stays on
+    diffusers' default SDPA processor, without slicing.
+    """
+    from diffusers import StableDiffusionPipeline
+    from huggingface_hub import constants
+
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a Hub id or a local directory, got {type(model).__name__}")
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
+                                                                          else "cpu")
+    if torch_dtype is None:
+        torch_dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
+        raise TypeError(f"torch_dtype must be a floating point torch.dtype, got {torch_dtype!r}")
+    if local_files_only is None:
+        local_files_only = bool(constants.HF_HUB_OFFLINE)
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ValueError(f"model directory {str(path)!r} has no model_index.json: "
+                             "expected a diffusers pipeline saved with save_pretrained")
+        source, from_hub = str(path), False
+    elif isinstance(model, str) and _HUB_ID.match(model) and not path.exists():
+        source, from_hub = model, True
+    else:
+        raise FileNotFoundError(f"model {str(model)!r} is neither an existing directory nor a Hub id like "
+                                "'stable-diffusion-v1-5/stable-diffusion-v1-5'")
+
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            source,
+            torch_dtype=torch_dtype,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            local_files_only=local_files_only,
+        )
+    except OSError as error:
+        if not from_hub or not local_files_only:
+            raise
+        hint = ""
+        if model.startswith("runwayml/"):
+            hint = (" (runwayml's SD-1.5 repo was removed; its maintained copy is "
+                    "stable-diffusion-v1-5/stable-diffusion-v1-5)")
+        raise OSError(
+            f"model {model!r} is not in the local Hugging Face cache and downloads are disabled "
+            f"(local_files_only=True or HF_HUB_OFFLINE=1){hint}. Download it once where the Hub is reachable, "
+            f"e.g. `hf download {model}`, or pass the path of a local copy (a directory with model_index.json)."
+        ) from error
+    logger.info("loaded %s as %s on %s", source, torch_dtype, device)
+    return pipe.to(device)
+
+
+def make_scheduler(pipe, scheduler_class):
+    """``scheduler_class`` configured from ``pipe.scheduler.config`` (keys it does not take are left out, quietly)."""
+    accepted = inspect.signature(scheduler_class.__init__).parameters
+    return scheduler_class.from_config({k: v for k, v in pipe.scheduler.config.items() if k in accepted})
+
+
+def pipeline_resolution(pipe) -> int:
+    """The image side the pipeline's UNet was built for, in pixels (512 for SD-1.5)."""
+    return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+
+def latent_shape(pipe, resolution: int | None = None) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of one latent for square images of ``resolution`` pixels."""
+    if resolution is None:
+        resolution = pipeline_resolution(pipe)
+    factor = int(pipe.vae_scale_factor)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0 or resolution % factor:
+        raise ValueError(f"resolution must be a positive multiple of the VAE scale factor {factor}, got {resolution!r}")
+    side = resolution // factor
+    return int(pipe.unet.config.in_channels), side, side
+
+
+def check_latents(pipe, latents: Any, resolution: int | None = None, *, name: str = "latents") -> torch.Tensor:
+    """Check that ``latents`` is a float tensor ``[B, C, h, w]`` matching the pipeline and resolution."""
+    if not isinstance(latents, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(latents).__name__}")
+    if not latents.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {latents.dtype}")
+    expected = latent_shape(pipe, resolution)
+    if latents.ndim != 4 or tuple(latents.shape[1:]) != expected:
+        raise ValueError(f"{name} must have shape [B, {', '.join(map(str, expected))}] for this pipeline "
+                         f"(in_channels, resolution / vae_scale_factor), got {tuple(latents.shape)}")
+    return latents
+
+
+def broadcast_prompts(prompts: str | Sequence[str], count: int, *, name: str = "prompts") -> list[str]:
+    """One prompt per item: a single string is repeated, a sequence must have ``count`` strings."""
+    if isinstance(prompts, str):
+        return [prompts] * count
+    if not isinstance(prompts, Sequence) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError(f"{name} must be a str or a sequence of str, got {type(prompts).__name__}")
+    if len(prompts) != count:
+        raise ValueError(f"{name} must hold one prompt per latent/image ({count}), got {len(prompts)}")
+    return list(prompts)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` if it is a positive int (not a bool), else a ``ValueError``/``TypeError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def check_guidance_scale(value: Any, name: str = "guidance_scale") -> float:
+    """A finite, non-negative guidance scale; guidance (the unconditional branch) runs only when it exceeds 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def execution_device(pipe) -> torch.device:
+    """Where the pipeline runs its models (honours model CPU offload)."""
+    return pipe._execution_device
+
+
+class PromptEncoder:
+    """Text embeddings of a pipeline, computed once per distinct prompt.
+
+    Goes through the pipeline's own ``encode_prompt``, so textual-inversion
+    tokens and LoRA on the text encoder apply exactly as in ``pipe(...)``. Keep
+    one encoder per batch of work with a fixed pipeline state: it does not see
+    tokens or weights loaded after a prompt was cached.
+    """
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Embeddings ``[len(prompts), L, D]`` on the execution device, in the text encoder's dtype."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            with torch.no_grad():
+                embeds, _ = self.pipe.encode_prompt(missing, execution_device(self.pipe), 1, False)
+            self._cache.update(zip(missing, embeds))
+        return torch.stack([self._cache[p] for p in prompts])
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def predict_noise(pipe, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor,
+                  uncond: torch.Tensor | None, guidance_scale: float) -> torch.Tensor:
+    """Noise prediction in float32, with classifier-free guidance as one batched UNet call when ``uncond`` is given.
+
+    Follows ``StableDiffusionPipeline``: the batch is ``[uncond; cond]`` and the
+    guided prediction is ``uncond + guidance_scale * (cond - uncond)``.
+    """
+    unet = pipe.unet
+    model_input = latents.to(unet.dtype)
+    if uncond is not None:
+        model_input = torch.cat([model_input, model_input])
+        cond = torch.cat([uncond, cond])
+    noise = unet(model_input, timestep, encoder_hidden_states=cond.to(unet.dtype), return_dict=False)[0].float()
+    if uncond is None:
+        return noise
+    noise_uncond, noise_cond = noise.chunk(2)
+    return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
