@@ -35,8 +35,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from diffii_datasets.diffusion.prompts import build_prompt
-from diffii_datasets.hashing import fingerprint, images_fingerprint
-from diffii_datasets.images import to_rgb_tensor
+from diffii_datasets.hashing import fingerprint, image_digest
+from diffii_datasets.images import to_pil_rgb, to_rgb_tensor
 
 __all__ = [
     "LORA_TARGET_MODULES",
@@ -380,6 +380,7 @@ class _AppliedState:
     adapters_before: list[str]
     active_before: list[str]
     peft_loaded_flag: Any
+    requires_grad: list[tuple[nn.Parameter, bool]]  # peft's injection freezes the whole UNet
 
     @classmethod
     def capture(cls, pipe: Any, tokens: list[str]) -> _AppliedState:
@@ -397,6 +398,7 @@ class _AppliedState:
             adapters_before=adapters,
             active_before=list(unet.active_adapters()) if adapters else [],
             peft_loaded_flag=getattr(unet, "_hf_peft_config_loaded", _MISSING),
+            requires_grad=[(p, p.requires_grad) for p in unet.parameters()],
         )
 
     def check_restorable(self, pipe: Any) -> None:
@@ -420,6 +422,8 @@ class _AppliedState:
             unet.delete_adapters(adapter)
             if self.active_before:
                 unet.set_adapter(self.active_before)
+        for param, flag in self.requires_grad:
+            param.requires_grad_(flag)
 
     def restore_tokens(self, pipe: Any) -> None:
         tokenizer, text_encoder = pipe.tokenizer, pipe.text_encoder
@@ -499,7 +503,8 @@ def learn_concepts(
         "class_names": names,
         "metaclass": metaclass,
         "seed": seed,
-        "images": [images_fingerprint(class_images) for class_images in images],
+        "images": [[image_digest(to_pil_rgb(image, name=f"images_by_class[{c}][{j}]"))
+                    for j, image in enumerate(class_images)] for c, class_images in enumerate(images)],
         "pipeline": _pipeline_probe(pipe),
     })
     checkpoint = _read_checkpoint(Path(work_dir), run_id) if work_dir is not None else None
