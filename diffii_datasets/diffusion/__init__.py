@@ -4,6 +4,8 @@ Importable without any dataset or Hub code: arrows point down from the dataset
 layer (``diffii_datasets.augmented``, ``hf``, ``cli``) into this package, never back.
 """
 
+from diffii_datasets.diffusion.concept_import import import_released_concepts
+from diffii_datasets.diffusion.concepts import ConceptConfig, ConceptSet, class_token, learn_concepts
 from diffii_datasets.diffusion.prompts import build_prompt, normalize_suffix
 from diffii_datasets.diffusion.suffixes import (
     BUILTIN_FAMILIES,
@@ -19,5 +21,6 @@ from diffii_datasets.diffusion.suffixes import (
 )
 
 __all__ = ["build_prompt", "normalize_suffix",
+           "ConceptConfig", "ConceptSet", "class_token", "import_released_concepts", "learn_concepts",
            "BUILTIN_FAMILIES", "DEFAULT_CAPTIONER", "DEFAULT_SUMMARISER", "BuiltinSuffixes", "CaptionedSuffixes",
            "SuffixParseError", "SuffixProvider", "UserSuffixes", "check_prompt_length", "suffix_provider"]
