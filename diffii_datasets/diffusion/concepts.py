@@ -240,6 +240,8 @@ class ConceptSet:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONCEPTS_FILE).unlink(missing_ok=True)  # an interrupted save must not look complete
         (directory / EMBEDS_DIR).mkdir(exist_ok=True)
+        for stale in (directory / EMBEDS_DIR).glob("*.safetensors"):  # a glob over the folder must see only this set
+            stale.unlink()
         embed_files = []
         for i in range(len(self.class_names)):
             relative = f"{EMBEDS_DIR}/class_{i}.safetensors"
@@ -605,8 +607,12 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
 
-        use_amp = config.mixed_precision and self.device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+        self.amp_dtype = None
+        if config.mixed_precision and self.device.type == "cuda":
+            if unet.dtype in (torch.float16, torch.bfloat16):
+                self.amp_dtype = unet.dtype  # a half-precision pipeline: compute in its own dtype
+            else:
+                self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.latents: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None

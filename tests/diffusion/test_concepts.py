@@ -136,6 +136,18 @@ def test_tokens_start_from_a_class_word_or_the_neutral_word():
     torch.testing.assert_close(concepts.embeddings[1], weight[[neutral[0]] * 2], atol=2e-4, rtol=0)
 
 
+def test_gradient_checkpointing_gives_the_same_weights_and_is_switched_off_again():
+    pipe = tiny_pipeline(seed=0)
+    runs, seen = [], []
+    for checkpointing in (False, True):
+        config = ConceptConfig(train_steps=2, batch_size=2, lora_rank=2, gradient_checkpointing=checkpointing)
+        runs.append(learn_concepts(pipe, _images(per_class=1), NAMES, METACLASS, config, progress=False,
+                                   callback=lambda *_: seen.append(pipe.unet.is_gradient_checkpointing)))
+        assert not pipe.unet.is_gradient_checkpointing
+    assert seen == [False, False, True, True]
+    assert runs[0].identity() == runs[1].identity()
+
+
 def test_class_tokens_and_prompts(learned):
     concepts = learned["concepts"]
     assert concepts.class_tokens(1) == "<class_1> <class_1>_1"
@@ -162,6 +174,10 @@ def test_save_load_round_trip(learned, tmp_path):
     # the identity depends on the content
     other = ConceptSet(NAMES, METACLASS, concepts.embeddings + 1e-3, concepts.lora_state_dict)
     assert other.identity() != concepts.identity()
+    # saving a smaller set over it leaves no stale token files behind
+    ConceptSet(NAMES[:1], METACLASS, concepts.embeddings[:1], concepts.lora_state_dict).save(tmp_path)
+    assert [p.name for p in (tmp_path / "learned_embeds").iterdir()] == ["class_0.safetensors"]
+    assert ConceptSet.load(tmp_path).class_names == NAMES[:1]
 
 
 def test_plain_diffusers_loaders_give_the_same_unet_output_as_apply(learned, tmp_path):
