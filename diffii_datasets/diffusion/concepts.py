@@ -726,7 +726,6 @@ def _borrowed_pipeline(pipe: Any) -> Iterator[tuple[nn.Module, nn.Module]]:
             unet.disable_gradient_checkpointing()
         for param, flag in requires_grad:
             param.requires_grad_(flag)
-            param.grad = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
