@@ -90,7 +90,7 @@ def load_pipeline(
             local_files_only=local_files_only,
         )
     except OSError as error:
-        if not from_hub or not local_files_only:
+        if not from_hub or not (local_files_only or constants.HF_HUB_OFFLINE):
             raise
         hint = ""
         if model.startswith("runwayml/"):

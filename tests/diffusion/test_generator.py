@@ -162,16 +162,16 @@ def test_same_seed_same_images_and_other_seeds_differ(tiny_pipe):
 
 
 def test_class_output_does_not_depend_on_other_classes_or_order(tiny_pipe):
-    pools = {0: _inversions(3, seed=10), 1: _inversions(2, seed=11), 2: _inversions(4, seed=12)}
+    pools = {0: _inversions(3, seed=10), 1: _inversions(2, seed=11)}
+    config = dataclasses.replace(FAST, expansion_rate=1.0)
 
     def run_classes(order):
-        return {c: _run(tiny_pipe, pools[c], seed=7, class_index=c) for c in order}
+        return {c: _run(tiny_pipe, pools[c], config, seed=7, class_index=c) for c in order}
 
-    forward, backward, alone = run_classes([0, 1, 2]), run_classes([2, 1, 0]), run_classes([1])
-    for c in (0, 1, 2):
+    forward, backward = run_classes([0, 1]), run_classes([1, 0])  # class 1 alone first, then after class 0
+    for c in (0, 1):
         assert (_pixels(forward[c]) == _pixels(backward[c])).all()
-    assert (_pixels(alone[1]) == _pixels(forward[1])).all()
-    assert [s.lam for s in alone[1]] == [s.lam for s in forward[1]]
+        assert [s.lam for s in forward[c]] == [s.lam for s in backward[c]]
 
 
 def test_batch_size_does_not_change_the_result(tiny_pipe):

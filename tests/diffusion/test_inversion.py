@@ -62,20 +62,20 @@ def test_equals_the_pipeline_run_with_the_inverse_scheduler(tiny_pipe, images):
                                            requires_safety_checker=False)
     inverse_pipe.set_progress_bar_config(disable=True)
     x0 = _vae_latents(tiny_pipe, images[:2])
-    expected = inverse_pipe([PROMPT] * 2, latents=x0, num_inference_steps=20, guidance_scale=1.0,
+    expected = inverse_pipe([PROMPT] * 2, latents=x0, num_inference_steps=10, guidance_scale=1.0,
                             output_type="latent").images
-    result = ddim_invert(tiny_pipe, images[:2], PROMPT, num_inference_steps=20)
+    result = ddim_invert(tiny_pipe, images[:2], PROMPT, num_inference_steps=10)
     torch.testing.assert_close(result, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_deterministic_and_batch_independent(tiny_pipe, images):
-    one_batch = ddim_invert(tiny_pipe, images, PROMPT, num_inference_steps=10, batch_size=3)
-    singles = ddim_invert(tiny_pipe, images, [PROMPT] * 3, num_inference_steps=10, batch_size=1)
-    uneven = ddim_invert(tiny_pipe, images, PROMPT, num_inference_steps=10, batch_size=2)
+    one_batch = ddim_invert(tiny_pipe, images, PROMPT, num_inference_steps=5, batch_size=3)
+    singles = ddim_invert(tiny_pipe, images, [PROMPT] * 3, num_inference_steps=5, batch_size=1)
+    uneven = ddim_invert(tiny_pipe, images, PROMPT, num_inference_steps=5, batch_size=2)
     assert_relatively_close(singles, one_batch)
     assert_relatively_close(uneven, one_batch)
-    torch.testing.assert_close(ddim_invert(tiny_pipe, images, PROMPT, num_inference_steps=10, batch_size=3), one_batch,
-                               atol=0, rtol=0)
+    again = ddim_invert(tiny_pipe, images[:1], PROMPT, num_inference_steps=5, batch_size=1)
+    torch.testing.assert_close(again, singles[:1], atol=0, rtol=0)  # no randomness anywhere
 
 
 def test_prompts_per_image(tiny_pipe, images):
