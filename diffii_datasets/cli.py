@@ -14,35 +14,42 @@ SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 EPILOG_DEMO = """examples:
   diffii-datasets demo
   diffii-datasets demo --output-dir /tmp/diffii-demo
+  diffii-datasets demo --steps 10 --concept-steps 5 --quiet
 """
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import torch
     from torchvision.datasets import ImageFolder
 
-    from diffii_datasets.preview import preview_grid
+    from diffii_datasets import DiffIIAugmented, DiffIIConfig
+    from diffii_datasets.preview import preview_store
     from diffii_datasets.testing import tiny_pipeline
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     sample = ImageFolder(str(SAMPLE_DIR))
-    pipe = tiny_pipeline(seed=0)
-    rows = []
-    for label, name in enumerate(sample.classes):
-        real = [sample[i][0] for i, t in enumerate(sample.targets) if t == label]
-        generator = torch.Generator().manual_seed(label)
-        synthetic = pipe(
-            [f"a photo of a {name} shape"] * args.per_class,
-            num_inference_steps=args.steps,
-            generator=generator,
-        ).images
-        rows.append((name, real, synthetic))
-        logger.info("generated %d images for class %r", len(synthetic), name)
+    config = DiffIIConfig(
+        resolution=32,
+        expansion_rate=args.expansion_rate,
+        inversion_steps=50,
+        denoising_steps=args.steps,
+        concept_train_steps=args.concept_steps,
+        concept_batch_size=4,
+        batch_size=8,
+        suffixes="builtin",
+    )
+    augmented = DiffIIAugmented(sample, "shape", config=config, pipeline=tiny_pipeline(seed=0),
+                                cache_dir=output_dir / "cache", progress=not args.quiet).prepare()
+    store, report = augmented.store, augmented.report
     path = output_dir / "preview.png"
-    preview_grid(rows).save(path)
-    print(f"sample: {len(sample)} images in {len(sample.classes)} classes from {SAMPLE_DIR}")
-    print("model: tiny random-weights Stable Diffusion pipeline (offline; the images are noise by design)")
+    preview_store(store, per_class=4).save(path)
+    print(f"sample: {len(sample)} real images in {len(sample.classes)} classes from {SAMPLE_DIR}")
+    print("model: tiny random-weights Stable Diffusion pipeline (offline; its images are noise by design)")
+    if report.generated:
+        print(f"generated {len(augmented.synthetic)} synthetic images for {len(report.generated)} classes")
+    else:
+        print(f"reused the existing store: nothing generated ({len(report.skipped)} classes already complete)")
+    print(f"store: {store.path} ({len(augmented.synthetic)} synthetic images)")
     print(f"preview: {path.resolve()}")
     return 0
 
@@ -61,9 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--output-dir", default="demo-output", help="where to write the preview (default: %(default)s)")
-    demo.add_argument("--per-class", type=_positive_int, default=4,
-                      help="synthetic images per class (default: %(default)s)")
-    demo.add_argument("--steps", type=_positive_int, default=10, help="denoising steps (default: %(default)s)")
+    demo.add_argument("--steps", type=_positive_int, default=25, help="denoising steps (default: %(default)s)")
+    demo.add_argument("--concept-steps", type=_positive_int, default=20,
+                      help="concept-learning steps (default: %(default)s)")
+    demo.add_argument("--expansion-rate", type=float, default=2.0,
+                      help="synthetic images per real image (default: %(default)s)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
     return parser
 

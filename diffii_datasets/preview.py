@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["preview_grid"]
+from diffii_datasets.store import SyntheticStore
+
+__all__ = ["preview_grid", "preview_store"]
 
 LABEL_WIDTH = 160
 GAP = 4
@@ -57,3 +59,33 @@ def _fit(text: str, draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont) -> str
     while text and draw.textlength(text + "...", font=font) > limit:
         text = text[:-1]
     return text + "..."
+
+
+def preview_store(store: SyntheticStore, classes: Sequence[int] | None = None, per_class: int = 4,
+                  tile: int = 96) -> Image.Image:
+    """A :func:`preview_grid` of a store: up to ``per_class`` real and synthetic images of each class."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    header = store.header()
+    if header is None:
+        raise FileNotFoundError(f"{store.path} is not a diffii-datasets store (no store.json)")
+    names = header["classes"]
+    classes = list(range(len(names))) if classes is None else list(classes)
+    bad = [c for c in classes if not 0 <= c < len(names)]
+    if bad:
+        raise ValueError(f"classes must be class indices in [0, {len(names) - 1}], got {bad}")
+    rows = []
+    for c in classes:
+        if not store.is_committed(c):
+            continue
+        real = [_load(path) for path in store.real_images(c)[:per_class]]
+        synthetic = [_load(store.image_path(c, r["file"])) for r in store.records(c)[:per_class]]
+        rows.append((f"{c}: {names[c]}", real, synthetic))
+    if not rows:
+        raise ValueError(f"none of the requested classes is committed in {store.path} yet")
+    return preview_grid(rows, tile=tile)
+
+
+def _load(path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")

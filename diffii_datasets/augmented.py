@@ -1,0 +1,341 @@
+"""``DiffIIAugmented``: wrap any map-style image dataset; on first use Diff-II fills a cache behind it.
+
+No diffusion code lives here: preparation is :func:`diffii_datasets.synthesis.synthesize`
+writing through :class:`diffii_datasets.store.SyntheticStore`; this module only reads
+the base dataset, finds (or fills) the store and serves items like a torchvision dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from diffii_datasets.config import DiffIIConfig
+from diffii_datasets.diffusion.concepts import ConceptSet
+from diffii_datasets.hashing import fingerprint, image_digest
+from diffii_datasets.images import to_pil_rgb
+from diffii_datasets.store import SyntheticStore
+from diffii_datasets.synthesis import SynthesisJob, SynthesisReport, model_identity, synthesize
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DiffIIAugmented", "SyntheticDataset", "default_cache_dir"]
+
+MODES = ("replace", "concat")
+
+
+def default_cache_dir() -> Path:
+    """``$DIFFII_DATASETS_CACHE``, else ``~/.cache/diffii-datasets``."""
+    return Path(os.environ.get("DIFFII_DATASETS_CACHE", Path.home() / ".cache" / "diffii-datasets"))
+
+
+def find_classes(dataset: Any) -> list[str] | None:
+    """Class names from ``dataset.classes``, a Hugging Face ``ClassLabel`` feature, or a wrapped dataset."""
+    while dataset is not None:
+        classes = getattr(dataset, "classes", None)
+        if classes is not None:
+            return list(classes)
+        features = getattr(dataset, "features", None)
+        label = features.get("label") if isinstance(features, Mapping) else None
+        if label is not None and hasattr(label, "names"):
+            return list(label.names)
+        dataset = getattr(dataset, "dataset", None)  # torch.utils.data.Subset and friends
+    return None
+
+
+def parse_item(item: Any, index: int) -> tuple[Any, int]:
+    """``(image, int label)`` from a ``(image, label)`` pair or an ``{"image", "label"}`` mapping."""
+    if isinstance(item, Mapping) and "image" in item and "label" in item:
+        image, label = item["image"], item["label"]
+    elif isinstance(item, (tuple, list)) and len(item) == 2:
+        image, label = item
+    else:
+        raise TypeError(f"base_dataset[{index}] must be an (image, label) pair or a mapping with 'image' and "
+                        f"'label' keys, got {type(item).__name__}")
+    if isinstance(label, torch.Tensor) and label.ndim == 0:
+        label = label.item()
+    if isinstance(label, np.integer):
+        label = int(label)
+    if not isinstance(label, int) or isinstance(label, bool):
+        raise TypeError(f"base_dataset[{index}] has label {label!r}; expected an int or a 0-d integer tensor")
+    return image, label
+
+
+@dataclasses.dataclass
+class _Scan:
+    targets: list[int]
+    images_by_class: list[list[Image.Image]]
+    fingerprint: str
+
+
+def _scan(dataset: Any, classes: list[str]) -> _Scan:
+    if len(dataset) == 0:
+        raise ValueError("base_dataset is empty: Diff-II needs at least one image")
+    images_by_class: list[list[Image.Image]] = [[] for _ in classes]
+    targets, digests = [], []
+    for index in range(len(dataset)):
+        image, label = parse_item(dataset[index], index)
+        if not 0 <= label < len(classes):
+            raise ValueError(f"base_dataset[{index}] has label {label}, outside the {len(classes)} classes "
+                             f"(expected 0..{len(classes) - 1})")
+        image = to_pil_rgb(image, name=f"base_dataset[{index}] image")
+        images_by_class[label].append(image)
+        targets.append(label)
+        digests.append([image_digest(image), label])
+    return _Scan(targets, images_by_class, fingerprint({"classes": classes, "items": digests}))
+
+
+class DiffIIAugmented(Dataset):
+    """A dataset of real images plus Diff-II synthetic images, generated once and cached.
+
+    Args:
+        base_dataset: any map-style dataset yielding ``(image, label)`` (or HF-style
+            ``{"image", "label"}``), with PIL, tensor or ndarray images and int labels.
+            Put transforms on this wrapper, not on the base dataset.
+        metaclass: the super-category word of the prompts (``"bird"``, ``"car"`` ...).
+        config: every Diff-II knob (defaults: the paper's).
+        pipeline: a ready ``StableDiffusionPipeline``; default: ``config.model`` is loaded
+            when (and only when) something must be generated.
+        concepts: a ready :class:`~diffii_datasets.diffusion.ConceptSet`; default: learned.
+        cache_dir: where stores live (default :func:`default_cache_dir`).
+        classes: class names, when the base dataset has no ``classes``.
+        synthetic_probability: in ``"replace"`` mode, the chance that item ``i`` is synthetic.
+        mode: ``"replace"`` (``len`` = base; the paper's joint training) or ``"concat"``
+            (real items followed by every synthetic item).
+        class_balanced: in ``"replace"`` mode, draw the replacing class with probability
+            proportional to ``1 / (n_c + 1)`` (the paper's long-tail variant) instead of
+            keeping the class of item ``i``.
+        sampling_seed: seed of the replace-mode draws (default ``config.seed``); they depend
+            only on (seed, epoch, index), so DataLoader workers and reruns agree.
+        device: where a pipeline loaded from ``config.model`` runs.
+        progress: show tqdm bars while generating.
+    """
+
+    def __init__(
+        self,
+        base_dataset: Any,
+        metaclass: str,
+        *,
+        config: DiffIIConfig | None = None,
+        pipeline: Any = None,
+        concepts: ConceptSet | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        classes: Sequence[str] | None = None,
+        synthetic_probability: float = 0.5,
+        mode: str = "replace",
+        class_balanced: bool = False,
+        sampling_seed: int | None = None,
+        transform: Callable[[Image.Image], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not hasattr(base_dataset, "__getitem__") or not hasattr(base_dataset, "__len__"):
+            raise TypeError(f"base_dataset must be a map-style dataset (with __getitem__ and __len__), "
+                            f"got {type(base_dataset).__name__}")
+        if not isinstance(metaclass, str) or not metaclass.strip():
+            raise ValueError(f"metaclass must be a non-empty word such as 'bird', got {metaclass!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 <= synthetic_probability <= 1.0:
+            raise ValueError(f"synthetic_probability must be in [0, 1], got {synthetic_probability}")
+        if config is not None and not isinstance(config, DiffIIConfig):
+            raise TypeError(f"config must be a DiffIIConfig, got {type(config).__name__}")
+        if concepts is not None and not isinstance(concepts, ConceptSet):
+            raise TypeError(f"concepts must be a ConceptSet, got {type(concepts).__name__}")
+        names = list(classes) if classes is not None else find_classes(base_dataset)
+        if not names:
+            raise ValueError("could not find class names on base_dataset (no .classes or ClassLabel feature); "
+                             "pass classes=[...]")
+        if concepts is not None and list(concepts.class_names) != names:
+            raise ValueError(f"concepts were learned for classes {concepts.class_names}, "
+                             f"but base_dataset has {names}")
+        config = config or DiffIIConfig()
+        if pipeline is not None:
+            config = dataclasses.replace(config, model=model_identity(pipeline))
+        self.original = base_dataset
+        self.metaclass = metaclass.strip()
+        self.config = config
+        self.classes = names
+        self.class_to_idx = {name: i for i, name in enumerate(names)}
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.synthetic_probability = float(synthetic_probability)
+        self.mode = mode
+        self.class_balanced = class_balanced
+        self.sampling_seed = config.seed if sampling_seed is None else int(sampling_seed)
+        self.transform = transform
+        self.target_transform = target_transform
+        self.device = device
+        self.progress = progress
+        self.epoch = 0
+        self._pipeline = pipeline
+        self._concepts = concepts
+        self._store: SyntheticStore | None = None
+        self.report: SynthesisReport | None = None  # what the last prepare() generated, skipped or repaired
+        self._base_targets: list[int] = []
+        self._synthetic_records: list[dict[str, Any]] = []
+        self._synthetic_by_class: list[list[int]] = []
+        self._replacement_weights: np.ndarray | None = None
+
+    # -- preparation -----------------------------------------------------------------------
+
+    @property
+    def prepared(self) -> bool:
+        return self._store is not None
+
+    @property
+    def store(self) -> SyntheticStore:
+        """The store behind this dataset (prepares it first)."""
+        self.prepare()
+        assert self._store is not None
+        return self._store
+
+    def prepare(self) -> DiffIIAugmented:
+        """Find the store for this (dataset, config, model, concepts) or generate it. Idempotent."""
+        if self._store is not None:
+            return self
+        scan = _scan(self.original, self.classes)
+        job = SynthesisJob(scan.images_by_class, self.classes, self.metaclass, self.config,
+                           scan.fingerprint, self.config.model, self._concepts)
+        store = SyntheticStore.create(self.cache_dir / job.store_key(), job.header(),
+                                      image_format=self.config.image_format)
+        report = synthesize(store, job, self._load_pipeline, concepts_root=self.cache_dir / "concepts",
+                            progress=self.progress)
+        self.report = report
+        if report.generated:
+            logger.info("generated %d classes into %s", len(report.generated), store.path)
+        else:
+            logger.info("reusing complete store %s", store.path)
+        self._index(store, scan.targets)
+        self._pipeline = None  # generation is over: hold no pipeline (pickles stay small)
+        return self
+
+    def _load_pipeline(self) -> Any:
+        if self._pipeline is None:
+            from diffii_datasets.diffusion.pipeline import load_pipeline
+
+            self._pipeline = load_pipeline(self.config.model, device=self.device)
+        return self._pipeline
+
+    def _index(self, store: SyntheticStore, targets: list[int]) -> None:
+        records, by_class = [], []
+        for class_index in range(len(self.classes)):
+            class_records = store.records(class_index)
+            by_class.append(list(range(len(records), len(records) + len(class_records))))
+            records += class_records
+        real_counts = np.bincount(targets, minlength=len(self.classes))
+        weights = np.array([1.0 / (n + 1) if by_class[c] else 0.0 for c, n in enumerate(real_counts)])
+        self._store, self._base_targets = store, targets
+        self._synthetic_records, self._synthetic_by_class = records, by_class
+        self._replacement_weights = weights / weights.sum() if weights.sum() > 0 else None
+
+    # -- the Dataset interface ---------------------------------------------------------------
+
+    @property
+    def targets(self) -> list[int]:
+        self.prepare()
+        if self.mode == "concat":
+            return self._base_targets + [record["label"] for record in self._synthetic_records]
+        return list(self._base_targets)
+
+    @property
+    def synthetic(self) -> SyntheticDataset:
+        """The synthetic images alone, with provenance through ``.metadata(i)``."""
+        self.prepare()
+        return SyntheticDataset(self)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the replace-mode draws; call it before each epoch's DataLoader iterator."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        if self.mode == "replace":
+            return len(self.original)
+        self.prepare()
+        return len(self.original) + len(self._synthetic_records)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        self.prepare()
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        if index >= len(self.original):
+            image, label = self._load_synthetic(index - len(self.original))
+        else:
+            image, label = self._replace_or_real(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return image, label
+
+    def _replace_or_real(self, index: int) -> tuple[Image.Image, int]:
+        label = self._base_targets[index]
+        if self.mode == "replace" and self.synthetic_probability > 0:
+            rng = np.random.default_rng([self.sampling_seed, self.epoch, index])
+            if rng.random() < self.synthetic_probability:
+                if self.class_balanced and self._replacement_weights is not None:
+                    label = int(rng.choice(len(self.classes), p=self._replacement_weights))
+                pool = self._synthetic_by_class[label]
+                if pool:
+                    return self._load_synthetic(pool[int(rng.integers(len(pool)))])
+        image, _ = parse_item(self.original[index], index)
+        return to_pil_rgb(image, name=f"base_dataset[{index}] image"), label
+
+    def _load_synthetic(self, synthetic_index: int) -> tuple[Image.Image, int]:
+        record = self._synthetic_records[synthetic_index]
+        assert self._store is not None
+        with Image.open(self._store.image_path(record["label"], record["file"])) as image:
+            return image.convert("RGB"), record["label"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.prepare()  # workers must never generate: prepare before the dataset is copied to them
+        state = self.__dict__.copy()
+        state["_pipeline"] = None
+        return state
+
+    def __repr__(self) -> str:
+        lines = [f"DiffIIAugmented(mode={self.mode!r}, classes={len(self.classes)}, metaclass={self.metaclass!r}",
+                 f"    base={type(self.original).__name__} with {len(self.original)} items",
+                 f"    store={self._store.path if self._store else '<not prepared>'})"]
+        return "\n".join(lines)
+
+
+class SyntheticDataset(Dataset):
+    """The synthetic items of a prepared :class:`DiffIIAugmented`, with the parent's transforms."""
+
+    def __init__(self, parent: DiffIIAugmented) -> None:
+        self._parent = parent
+        self.classes = parent.classes
+        self.class_to_idx = parent.class_to_idx
+        self.targets = [record["label"] for record in parent._synthetic_records]
+
+    def __len__(self) -> int:
+        return len(self._parent._synthetic_records)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} synthetic items")
+        image, label = self._parent._load_synthetic(index)
+        if self._parent.transform is not None:
+            image = self._parent.transform(image)
+        if self._parent.target_transform is not None:
+            label = self._parent.target_transform(label)
+        return image, label
+
+    def metadata(self, index: int) -> dict[str, Any]:
+        """Provenance of item ``index``: class, source image indices (within the class), lam, suffix, seed, path."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} synthetic items")
+        record = dict(self._parent._synthetic_records[index])
+        record["class_name"] = self.classes[record["label"]]
+        record["path"] = str(self._parent.store.image_path(record["label"], record["file"]))
+        return record

@@ -1,0 +1,246 @@
+"""Fill a :class:`SyntheticStore`: concepts, suffixes, then inversion and generation class by class.
+
+This is the one generation path: the torch wrapper, the Hugging Face builder and
+the CLI all call :func:`synthesize`. It orchestrates the diffusion layer and
+writes through the store; it implements no diffusion math itself.
+
+Resumable and safe to run from several processes at once: each class is done
+under its own lock and committed atomically, classes already committed (and
+intact) are skipped, and the shared stage (concepts, suffixes) runs under a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from diffii_datasets.config import DiffIIConfig
+from diffii_datasets.diffusion.concepts import ConceptSet, learn_concepts
+from diffii_datasets.diffusion.generator import generate_class, invert_class, num_synthetic
+from diffii_datasets.diffusion.suffixes import suffix_provider
+from diffii_datasets.hashing import fingerprint
+from diffii_datasets.store import StoreProblem, SyntheticStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SynthesisJob", "SynthesisReport", "model_identity", "synthesize"]
+
+
+@dataclass(frozen=True)
+class SynthesisJob:
+    """Everything that determines a synthetic set, besides the pipeline's weights."""
+
+    images_by_class: Sequence[Sequence[Image.Image]]
+    class_names: Sequence[str]
+    metaclass: str
+    config: DiffIIConfig
+    dataset_fingerprint: str
+    model: str
+    concepts: ConceptSet | None = None
+
+    def concepts_key(self) -> str:
+        """Learned concepts depend on the data, the model, the concept recipe and the seed only."""
+        return fingerprint({
+            "dataset": self.dataset_fingerprint,
+            "model": self.model,
+            "metaclass": self.metaclass,
+            "recipe": self.config.concept_config().to_dict(),
+            "seed": self.config.seed,
+        })
+
+    def concepts_identity(self) -> str:
+        return self.concepts.identity() if self.concepts is not None else f"learned:{self.concepts_key()}"
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "classes": list(self.class_names),
+            "metaclass": self.metaclass,
+            "dataset": self.dataset_fingerprint,
+            "model": self.model,
+            "concepts": self.concepts_identity(),
+            "real_counts": [len(images) for images in self.images_by_class],
+            "expected_counts": self.expected_counts(),
+        }
+
+    def store_key(self) -> str:
+        return fingerprint(self.header())
+
+    def expected_counts(self) -> list[int]:
+        return [num_synthetic(len(images), self.config.expansion_rate) for images in self.images_by_class]
+
+
+@dataclass
+class SynthesisReport:
+    generated: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    repaired: list[StoreProblem] = field(default_factory=list)
+    complete: bool = False
+
+
+def model_identity(pipe: Any) -> str:
+    """What names a pipeline in a store's fingerprint: its hub id or directory, else a hash of its weights."""
+    name = getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path")
+    if name:
+        return str(name)
+    digest = hashlib.sha256()
+    for component in ("unet", "vae", "text_encoder"):
+        for key, tensor in getattr(pipe, component).state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return f"weights-sha256:{digest.hexdigest()[:16]}"
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    import diffii_datasets
+
+    return {"diffii_datasets": diffii_datasets.__version__, "torch": torch.__version__.split("+")[0],
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+
+
+def _open_class_problems(store: SyntheticStore, classes: Sequence[int]) -> list[StoreProblem]:
+    problems = store.verify(classes)
+    for problem in problems:
+        warnings.warn(f"store {store.path}: class {problem.class_index} file {problem.file} is "
+                      f"{problem.reason}; the class will be regenerated", RuntimeWarning, stacklevel=3)
+    return problems
+
+
+def pending_classes(store: SyntheticStore, classes: Sequence[int]) -> tuple[list[int], list[StoreProblem]]:
+    """Classes that still need generating, after verifying the committed ones."""
+    problems = _open_class_problems(store, classes)
+    broken = {p.class_index for p in problems}
+    return [c for c in classes if c in broken or not store.is_committed(c)], problems
+
+
+def synthesize(
+    store: SyntheticStore,
+    job: SynthesisJob,
+    pipeline_factory: Callable[[], Any],
+    *,
+    concepts_root: Path,
+    classes: Sequence[int] | None = None,
+    progress: bool = True,
+) -> SynthesisReport:
+    """Generate every missing class of ``classes`` (default: all) into ``store``.
+
+    ``pipeline_factory`` is called at most once, and only when some class needs
+    work, so a complete store costs no diffusion work. ``concepts_root`` caches
+    learned concept sets across stores (they do not depend on generation knobs).
+    """
+    all_classes = list(range(len(job.class_names)))
+    classes = all_classes if classes is None else list(classes)
+    report = SynthesisReport()
+    todo, report.repaired = pending_classes(store, classes)
+    report.skipped = [c for c in classes if c not in todo]
+    if report.skipped:
+        logger.info("store %s: %d classes already complete, skipped", store.path, len(report.skipped))
+    if todo:
+        pipe = pipeline_factory()
+        concepts = _concepts(store, job, pipe, concepts_root, progress)
+        suffixes = _suffixes(store, job)
+        concepts.apply(pipe)
+        try:
+            _generate(store, job, pipe, concepts, suffixes, todo, report, progress)
+        finally:
+            concepts.remove(pipe)
+    if all(store.is_committed(c) for c in all_classes):
+        store.finalize(all_classes, versions=_versions())
+        report.complete = True
+    return report
+
+
+def _concepts(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts_root: Path,
+              progress: bool) -> ConceptSet:
+    if job.concepts is not None:
+        return job.concepts
+    directory = Path(concepts_root) / job.concepts_key()
+    with store.lock("shared"):
+        if (directory / "concepts.json").is_file():
+            logger.info("reusing learned concepts from %s", directory)
+            return ConceptSet.load(directory)
+        empty = [name for name, images in zip(job.class_names, job.images_by_class) if not images]
+        if empty:
+            raise ValueError(f"cannot learn concepts for classes with no images: {empty}; "
+                             "pass concepts= or drop those classes")
+        logger.info("learning class concepts (%d steps)", job.config.concept_train_steps)
+        concepts = learn_concepts(pipe, job.images_by_class, job.class_names, job.metaclass,
+                                  job.config.concept_config(), seed=job.config.seed,
+                                  work_dir=store.work_dir / "concepts", progress=progress)
+        concepts.save(directory)
+        return concepts
+
+
+def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
+    with store.lock("shared"):
+        cached = store.read_shared_json("suffixes.json")
+        if cached is not None:
+            return cached
+        provider = suffix_provider(list(job.config.suffixes) if isinstance(job.config.suffixes, tuple)
+                                   else job.config.suffixes)
+        images = [image for images in job.images_by_class for image in images]
+        suffixes = provider.suffixes(images, job.metaclass, cache_dir=store.shared_dir)
+        store.write_shared_json("suffixes.json", suffixes)
+        return suffixes
+
+
+def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: ConceptSet, suffixes: list[str],
+              todo: list[int], report: SynthesisReport, progress: bool) -> None:
+    generation = job.config.generation_config()
+    counts = job.expected_counts()
+    bar = tqdm(total=sum(counts[c] for c in todo), unit="img", disable=not progress, desc="Diff-II")
+    for class_index in todo:
+        name = job.class_names[class_index]
+        with store.class_lock(class_index):
+            broken = {p.class_index for p in store.verify([class_index])}
+            if store.is_committed(class_index) and class_index not in broken:
+                logger.info("class %d (%s) was completed by another process, skipped", class_index, name)
+                report.skipped.append(class_index)
+                bar.update(counts[class_index])
+                continue
+            store.remove_stale_temporaries(class_index)
+            inversions = _reusable_inversions(store, class_index)
+            store.discard(class_index)
+            bar.set_postfix_str(name[:30])
+            tokens = concepts.class_tokens(class_index)
+            images = job.images_by_class[class_index]
+            with store.writing(class_index) as writer:
+                for index, image in enumerate(images):
+                    writer.add_real(index, image)
+                if inversions is None:
+                    inversions = invert_class(pipe, images, tokens, job.metaclass, generation)
+                writer.write_inversions(inversions)
+                for sample in generate_class(pipe, inversions, tokens, job.metaclass, suffixes, generation,
+                                             seed=job.config.seed, class_index=class_index):
+                    writer.add(sample.image, {
+                        "index": sample.index,
+                        "source_indices": list(sample.source_indices),
+                        "lam": sample.lam,
+                        "suffix": sample.suffix,
+                        "seed": sample.seed,
+                    })
+                    bar.update(1)
+            report.generated.append(class_index)
+            logger.info("class %d (%s): committed %d images", class_index, name, counts[class_index])
+    bar.close()
+
+
+def _reusable_inversions(store: SyntheticStore, class_index: int) -> torch.Tensor | None:
+    """The committed inversion pool of a class being regenerated, if its file is intact."""
+    if not store.is_committed(class_index):
+        return None
+    if any(p.file == "inversions.safetensors" for p in store.verify([class_index])):
+        return None
+    return store.read_inversions(class_index)

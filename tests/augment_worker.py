@@ -1,0 +1,58 @@
+"""Run DiffIIAugmented.prepare() in a separate process (used by the crash and concurrency tests).
+
+usage: python tests/augment_worker.py CACHE_DIR [--kill-in-class C --kill-after N]
+
+Prints one JSON line: the classes this process generated and those it skipped.
+With --kill-in-class, the process SIGKILLs itself after writing N images of class C,
+i.e. in the middle of a class, after the earlier classes were committed.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from diffii_datasets import synthesis
+from diffii_datasets.store import ClassWriter
+from diffii_datasets.testing import tiny_pipeline
+
+sys.path.insert(0, os.path.dirname(__file__))
+from augment_setup import make_dataset, make_wrapper  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cache_dir")
+    parser.add_argument("--kill-in-class", type=int)
+    parser.add_argument("--kill-after", type=int, default=1)
+    args = parser.parse_args()
+
+    if args.kill_in_class is not None:
+        original_add = ClassWriter.add
+
+        def add_then_maybe_die(self, image, record):
+            original_add(self, image, record)
+            if self.class_index == args.kill_in_class and record["index"] + 1 >= args.kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        ClassWriter.add = add_then_maybe_die
+
+    reports = []
+    original_synthesize = synthesis.synthesize
+
+    def recording_synthesize(*a, **k):
+        report = original_synthesize(*a, **k)
+        reports.append(report)
+        return report
+
+    synthesis.synthesize = recording_synthesize
+    import diffii_datasets.augmented as augmented
+
+    augmented.synthesize = recording_synthesize
+    make_wrapper(make_dataset(), args.cache_dir, pipeline=tiny_pipeline(seed=0)).prepare()
+    print(json.dumps({"generated": reports[0].generated, "skipped": reports[0].skipped}))
+
+
+if __name__ == "__main__":
+    main()
