@@ -190,18 +190,17 @@ class ConceptSet:
         return [t for i in range(len(self.class_names)) for t in _class_token_list(i, self.tokens_per_class)]
 
     def class_tokens(self, class_index: int) -> str:
-        """The placeholder string for prompts, as the text encoder must see it: ``"<class_0> <class_0>_1"``.
+        """The token to put in prompts for a pipeline this set is applied to: ``"<class_0>"``.
 
-        With one vector per class this is just ``"<class_0>"``. Diffusers pipelines'
-        ``__call__``/``encode_prompt`` expand a bare ``<class_0>`` themselves
-        (``maybe_convert_prompt``) and would expand it a second time inside this string,
-        so for them with ``tokens_per_class > 1`` pass :func:`class_token` instead.
+        This is diffusers' textual-inversion convention: with several vectors per class
+        the pipeline's ``encode_prompt`` (``maybe_convert_prompt``) expands ``<class_0>``
+        into ``<class_0> <class_0>_1 ...`` itself, so prompts never carry the expansion.
         """
         if isinstance(class_index, bool) or not isinstance(class_index, int):
             raise TypeError(f"class_index must be an int, got {type(class_index).__name__}")
         if not 0 <= class_index < len(self.class_names):
             raise ValueError(f"class_index must be in [0, {len(self.class_names)}), got {class_index}")
-        return " ".join(_class_token_list(class_index, self.tokens_per_class))
+        return class_token(class_index)
 
     def prompt(self, class_index: int, suffix: str | None = None) -> str:
         """``"a photo of a <tokens> <metaclass>[ <suffix>.]"`` for class ``class_index``."""
