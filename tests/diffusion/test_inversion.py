@@ -48,8 +48,8 @@ def _plain_inversion_loop(pipe, images, prompt, steps):
 
 
 def test_equals_plain_ddim_inverse_loop(tiny_pipe, images):
-    expected = _plain_inversion_loop(tiny_pipe, images, PROMPT, 20)
-    result = ddim_invert(tiny_pipe, images, PROMPT, num_inference_steps=20)
+    expected = _plain_inversion_loop(tiny_pipe, images, PROMPT, 10)
+    result = ddim_invert(tiny_pipe, images, PROMPT, num_inference_steps=10)
     assert result.shape == (3, 4, 16, 16) and result.dtype == torch.float32
     torch.testing.assert_close(result, expected, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(result, _vae_latents(tiny_pipe, images), atol=0.1)
