@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.diffusion.concepts import ConceptSet
+from diffii_datasets.distributed import World
 from diffii_datasets.hashing import fingerprint, image_digest
 from diffii_datasets.images import to_pil_rgb
 from diffii_datasets.store import SyntheticStore
@@ -199,8 +200,13 @@ class DiffIIAugmented(Dataset):
         assert self._store is not None
         return self._store
 
-    def prepare(self) -> DiffIIAugmented:
-        """Find the store for this (dataset, config, model, concepts) or generate it. Idempotent."""
+    def prepare(self, *, world: World | None = None) -> DiffIIAugmented:
+        """Find the store for this (dataset, config, model, concepts) or generate it. Idempotent.
+
+        ``world``: the ranks of a ``torchrun`` launch that prepare this dataset together
+        (see :func:`diffii_datasets.distributed.distributed_world`); every rank must call
+        ``prepare`` and each generates its share of the classes. Default: this process alone.
+        """
         if self._store is not None:
             return self
         scan = _scan(self.original, self.classes)
@@ -209,7 +215,7 @@ class DiffIIAugmented(Dataset):
         store = SyntheticStore.create(self.cache_dir / job.store_key(), job.header(),
                                       image_format=self.config.image_format)
         report = synthesize(store, job, self._load_pipeline, concepts_root=self.cache_dir / "concepts",
-                            progress=self.progress)
+                            progress=self.progress, world=world)
         self.report = report
         if report.generated:
             logger.info("generated %d classes into %s", len(report.generated), store.path)
@@ -224,6 +230,8 @@ class DiffIIAugmented(Dataset):
             from diffii_datasets.diffusion.pipeline import load_pipeline
 
             self._pipeline = load_pipeline(self.config.model, device=self.device)
+            # Generation shows one bar per process; the pipeline's per-step bars would only interleave with it.
+            self._pipeline.set_progress_bar_config(disable=True)
         return self._pipeline
 
     def _index(self, store: SyntheticStore, targets: list[int]) -> None:

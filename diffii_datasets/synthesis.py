@@ -7,14 +7,19 @@ writes through the store; it implements no diffusion math itself.
 Resumable and safe to run from several processes at once: each class is done
 under its own lock and committed atomically, classes already committed (and
 intact) are skipped, and the shared stage (concepts, suffixes) runs under a lock.
+Under ``torchrun`` the ranks of a :class:`~diffii_datasets.distributed.World`
+share the work instead: pending classes are sharded by expected images, concepts
+are learned data-parallel, and rank 0 writes the manifest once every rank is done.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.diffusion.concepts import ConceptSet, learn_concepts
 from diffii_datasets.diffusion.generator import generate_class, invert_class, num_synthetic
 from diffii_datasets.diffusion.suffixes import suffix_provider
+from diffii_datasets.distributed import World, check_shared_filesystem, shard_classes
 from diffii_datasets.hashing import fingerprint
 from diffii_datasets.store import StoreProblem, SyntheticStore
 
@@ -133,54 +139,100 @@ def synthesize(
     concepts_root: Path,
     classes: Sequence[int] | None = None,
     progress: bool = True,
+    world: World | None = None,
 ) -> SynthesisReport:
     """Generate every missing class of ``classes`` (default: all) into ``store``.
 
-    ``pipeline_factory`` is called at most once, and only when some class needs
+    ``pipeline_factory`` is called at most once, and only when this process has
     work, so a complete store costs no diffusion work. ``concepts_root`` caches
     learned concept sets across stores (they do not depend on generation knobs).
+
+    With a ``world`` of several ranks every rank calls this with the same arguments:
+    after checking that all ranks see the store, the pending classes are dealt out by
+    expected images (:func:`~diffii_datasets.distributed.shard_classes`), concepts
+    are learned data-parallel by all ranks, each rank commits its own classes, and
+    rank 0 writes the manifest after a barrier. Each class's images depend only on
+    the seed and its index, so the store is the same whatever the number of ranks.
+    The report lists what *this* rank generated.
     """
+    world = world or World()
     all_classes = list(range(len(job.class_names)))
     classes = all_classes if classes is None else list(classes)
     report = SynthesisReport()
-    todo, report.repaired = pending_classes(store, classes)
+    if world.size > 1:
+        check_shared_filesystem(world, store.work_dir / "ranks")
+    todo, report.repaired = _pending(store, classes, world)
     report.skipped = [c for c in classes if c not in todo]
-    if report.skipped:
-        logger.info("store %s: %d classes already complete, skipped", store.path, len(report.skipped))
+    for class_index in report.skipped:
+        logger.info("class %d (%s) is already in the store %s, skipped", class_index, job.class_names[class_index],
+                    store.path)
     if todo:
-        pipe = pipeline_factory()
-        concepts = _concepts(store, job, pipe, concepts_root, progress)
-        suffixes = _suffixes(store, job)
-        concepts.apply(pipe)
-        try:
-            _generate(store, job, pipe, concepts, suffixes, todo, report, progress)
-        finally:
-            concepts.remove(pipe)
-    if all(store.is_committed(c) for c in all_classes):
+        counts = job.expected_counts()
+        mine = shard_classes({c: counts[c] for c in todo}, world.size)[world.rank]
+        if world.size > 1:
+            logger.info("rank %d of %d: %d of %d pending classes (%d images)", world.rank, world.size, len(mine),
+                        len(todo), sum(counts[c] for c in mine))
+        pipeline = functools.cache(pipeline_factory)
+        concepts = _concepts(store, job, pipeline, concepts_root, progress, world)
+        if mine:
+            pipe = pipeline()
+            suffixes = _suffixes(store, job)
+            concepts.apply(pipe)
+            try:
+                _generate(store, job, pipe, concepts, suffixes, mine, report, progress, world)
+            finally:
+                concepts.remove(pipe)
+    world.barrier()  # every rank has committed its classes (or found them done)
+    complete = False
+    if world.is_main and all(store.is_committed(c) for c in all_classes):
         store.finalize(all_classes, versions=_versions())
-        report.complete = True
+        complete = True
+    report.complete = world.broadcast(complete)
     return report
 
 
-def _concepts(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts_root: Path,
-              progress: bool) -> ConceptSet:
+def _pending(store: SyntheticStore, classes: list[int], world: World) -> tuple[list[int], list[StoreProblem]]:
+    """:func:`pending_classes`, with the checksum work split over the ranks and the answer agreed by all."""
+    if world.size == 1:
+        return pending_classes(store, classes)
+    todo, problems = pending_classes(store, classes[world.rank::world.size])
+    gathered = world.all_gather((todo, problems))
+    pending = {c for rank_todo, _ in gathered for c in rank_todo}
+    return [c for c in classes if c in pending], [p for _, rank_problems in gathered for p in rank_problems]
+
+
+def _concepts(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], Any], concepts_root: Path,
+              progress: bool, world: World) -> ConceptSet:
+    """The job's concepts: given, cached under ``concepts_root``, or learned now (by all ranks together)."""
     if job.concepts is not None:
         return job.concepts
     directory = Path(concepts_root) / job.concepts_key()
-    with store.lock("shared"):
-        if (directory / "concepts.json").is_file():
+    # One rank decides under the store lock, so every rank takes the same branch.
+    with store.lock("shared") if world.is_main else nullcontext():
+        cached = world.broadcast((directory / "concepts.json").is_file())
+        if cached:
             logger.info("reusing learned concepts from %s", directory)
-            return ConceptSet.load(directory)
-        empty = [name for name, images in zip(job.class_names, job.images_by_class) if not images]
-        if empty:
-            raise ValueError(f"cannot learn concepts for classes with no images: {empty}; "
-                             "pass concepts= or drop those classes")
-        logger.info("learning class concepts (%d steps)", job.config.concept_train_steps)
-        concepts = learn_concepts(pipe, job.images_by_class, job.class_names, job.metaclass,
-                                  job.config.concept_config(), seed=job.config.seed,
-                                  work_dir=store.work_dir / "concepts", progress=progress)
-        concepts.save(directory)
-        return concepts
+        else:
+            concepts = _learn(store, job, pipeline(), progress, world)
+            if world.is_main:
+                concepts.save(directory)
+            if world.size == 1:
+                return concepts
+    world.barrier()  # rank 0 has saved them: every rank uses the same saved set
+    return ConceptSet.load(directory)
+
+
+def _learn(store: SyntheticStore, job: SynthesisJob, pipe: Any, progress: bool, world: World) -> ConceptSet:
+    empty = [name for name, images in zip(job.class_names, job.images_by_class) if not images]
+    if empty:
+        raise ValueError(f"cannot learn concepts for classes with no images: {empty}; "
+                         "pass concepts= or drop those classes")
+    logger.info("learning class concepts (%d steps%s)", job.config.concept_train_steps,
+                f", data-parallel on {world.size} ranks" if world.size > 1 else "")
+    return learn_concepts(pipe, job.images_by_class, job.class_names, job.metaclass,
+                          job.config.concept_config(), seed=job.config.seed,
+                          work_dir=store.work_dir / "concepts", progress=progress,
+                          data_parallel=world.size > 1)
 
 
 def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
@@ -197,10 +249,13 @@ def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
 
 
 def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: ConceptSet, suffixes: list[str],
-              todo: list[int], report: SynthesisReport, progress: bool) -> None:
+              todo: list[int], report: SynthesisReport, progress: bool, world: World) -> None:
     generation = job.config.generation_config()
     counts = job.expected_counts()
-    bar = tqdm(total=sum(counts[c] for c in todo), unit="img", disable=not progress, desc="Diff-II")
+    prefix = f"rank {world.rank}: " if world.size > 1 else ""
+    # One bar per rank (its own terminal line): the class in progress, images done/total and images/s.
+    bar = tqdm(total=sum(counts[c] for c in todo), unit="img", disable=not progress, desc=f"{prefix}Diff-II",
+               position=world.rank, dynamic_ncols=True)
     for class_index in todo:
         name = job.class_names[class_index]
         with store.class_lock(class_index):
@@ -213,7 +268,7 @@ def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: Con
             store.remove_stale_temporaries(class_index)
             inversions = _reusable_inversions(store, class_index)
             store.discard(class_index)
-            bar.set_postfix_str(name[:30])
+            bar.set_description_str(f"{prefix}{name[:30]}")
             tokens = concepts.class_tokens(class_index)
             images = job.images_by_class[class_index]
             with store.writing(class_index) as writer:
@@ -233,7 +288,7 @@ def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: Con
                     })
                     bar.update(1)
             report.generated.append(class_index)
-            logger.info("class %d (%s): committed %d images", class_index, name, counts[class_index])
+            logger.info("%sclass %d (%s): committed %d images", prefix, class_index, name, counts[class_index])
     bar.close()
 
 

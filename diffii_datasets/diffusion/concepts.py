@@ -30,6 +30,7 @@ from typing import Any
 import safetensors
 import safetensors.torch
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
@@ -461,6 +462,7 @@ def learn_concepts(
     work_dir: str | os.PathLike | None = None,
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
+    data_parallel: bool = False,
 ) -> ConceptSet:
     """Learn ``config.tokens_per_class`` tokens per class and a shared UNet LoRA; ``pipe`` is left as it was.
 
@@ -473,12 +475,22 @@ def learn_concepts(
     ``config.checkpoint_steps`` steps and at the end, and a later call with the same
     inputs resumes from it and reaches bit for bit the weights of an uninterrupted run
     (on CPU). ``callback(step, loss)`` runs after every step (and after that step's checkpoint).
+
+    ``data_parallel=True`` trains with every rank of the initialised ``torch.distributed``
+    process group (``torchrun``), each of which must call this with the same arguments:
+    all ranks draw the same global batch of ``config.batch_size`` from the shared seed,
+    each computes the loss of its contiguous share of it, and the gradients of the
+    trainable weights are summed across ranks before every optimizer step. Every rank
+    ends with the same weights, equal to a single-process run's up to floating-point
+    summation order. Only rank 0 shows progress and writes checkpoints; ``work_dir``
+    must be one directory that every rank sees.
     """
     if not isinstance(config, ConceptConfig):
         raise TypeError(f"config must be a ConceptConfig, got {type(config).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     _check_pipeline(pipe, "pipe", loaders=False)
+    shard = _data_parallel_shard(data_parallel)
     names = _check_class_names(class_names)
     if not isinstance(metaclass, str):
         raise TypeError(f"metaclass must be a str, got {type(metaclass).__name__}")
@@ -509,6 +521,9 @@ def learn_concepts(
         "pipeline": _pipeline_probe(pipe),
     })
     checkpoint = _read_checkpoint(Path(work_dir), run_id) if work_dir is not None else None
+    if shard.world_size > 1:
+        # Every rank read the checkpoint before any rank trains (and so writes a newer one).
+        shard.check_same_start(checkpoint.step if checkpoint is not None else 0, pipe.unet.device, work_dir)
     if checkpoint is not None and checkpoint.step > config.train_steps:
         raise ValueError(f"the checkpoint in {work_dir} is at step {checkpoint.step}, past "
                          f"config.train_steps={config.train_steps}; use a fresh work_dir")
@@ -516,8 +531,9 @@ def learn_concepts(
         logger.info("concept learning already finished in %s; returning the final checkpoint", work_dir)
         return _concept_set_from_tensors(checkpoint.tensors, names, metaclass, n_vectors)
 
+    progress = progress and shard.rank == 0
     with _borrowed_pipeline(pipe) as (text_encoder, unet):
-        trainer = _Trainer(pipe, text_encoder, unet, names, metaclass, token_lists, config, seed, resolution)
+        trainer = _Trainer(pipe, text_encoder, unet, names, metaclass, token_lists, config, seed, resolution, shard)
         start = 0
         if checkpoint is not None:
             trainer.load_state(checkpoint)
@@ -529,11 +545,57 @@ def learn_concepts(
         for step in bar:
             loss = trainer.step()
             bar.set_postfix(loss=f"{loss:.4f}")
-            if work_dir is not None and (step % config.checkpoint_steps == 0 or step == config.train_steps):
+            if (work_dir is not None and shard.rank == 0
+                    and (step % config.checkpoint_steps == 0 or step == config.train_steps)):
                 _write_checkpoint(Path(work_dir), run_id, step, trainer.state_tensors(), trainer.scaler_state())
             if callback is not None:
                 callback(step, loss)
         return _concept_set_from_tensors(trainer.state_tensors(), names, metaclass, n_vectors)
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """This process's part of every training batch: rank ``rank`` of ``world_size`` (``0`` of ``1`` alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def rows(self, batch_size: int) -> torch.Tensor:
+        """The batch rows this rank computes: a contiguous share, empty when ranks outnumber rows."""
+        return torch.arange(batch_size).tensor_split(self.world_size)[self.rank]
+
+    def check_same_start(self, step: int, device: torch.device, work_dir: Any) -> None:
+        steps = torch.tensor([step, -step], device=device)
+        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+        if steps[0].item() != -steps[1].item():
+            raise RuntimeError(f"the ranks found different concept-learning checkpoints (steps {-steps[1].item()} to "
+                               f"{steps[0].item()}) in work_dir={work_dir}: it must be one directory all ranks see")
+
+    def all_reduce(self, params: Sequence[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+        """Sum every trainable weight's gradient and the loss over the ranks, in one collective.
+
+        A rank without rows (or whose rows left a weight without gradient) contributes
+        zeros, and every rank ends with the same gradient on every weight, so all
+        optimizers take the same step.
+        """
+        parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+        flat = torch.cat([*parts, loss.detach().reshape(1).to(parts[0])])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        sizes = [p.numel() for p in params]
+        for param, grad in zip(params, flat[:-1].split(sizes)):
+            param.grad = grad.view_as(param).clone()
+        return flat[-1]
+
+
+def _data_parallel_shard(data_parallel: bool) -> _Shard:
+    if not isinstance(data_parallel, bool):
+        raise TypeError(f"data_parallel must be a bool, got {type(data_parallel).__name__}")
+    if not data_parallel:
+        return _Shard()
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("data_parallel=True needs an initialised torch.distributed process group "
+                         "(launch with torchrun and call torch.distributed.init_process_group first)")
+    return _Shard(dist.get_rank(), dist.get_world_size())
 
 
 class _PlaceholderEmbedding(nn.Module):
@@ -559,12 +621,14 @@ class _PlaceholderEmbedding(nn.Module):
 class _Trainer:
     """One concept-learning run: placeholder rows + LoRA, AdamW, one private RNG stream (CPU generator)."""
 
-    def __init__(self, pipe, text_encoder, unet, names, metaclass, token_lists, config, seed, resolution) -> None:
+    def __init__(self, pipe, text_encoder, unet, names, metaclass, token_lists, config, seed, resolution,
+                 shard: _Shard) -> None:
         from diffusers import DDPMScheduler
         from peft import LoraConfig
 
         self.pipe, self.text_encoder, self.unet, self.config = pipe, text_encoder, unet, config
         self.resolution = resolution
+        self.shard = shard
         self.device = unet.device
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         self.num_timesteps = self.noise_scheduler.config.num_train_timesteps
@@ -636,11 +700,34 @@ class _Trainer:
 
     def step(self) -> float:
         config, gen = self.config, self.generator
+        # The whole batch is drawn on every rank (same stream), so data-parallel runs draw what one process would.
         index = torch.randint(self.latents.shape[1], (config.batch_size,), generator=gen)
         flip = torch.randint(2, (config.batch_size,), generator=gen)
         timesteps = torch.randint(0, self.num_timesteps, (config.batch_size,), generator=gen)
+        noise = torch.randn((config.batch_size, *self.latents.shape[2:]), generator=gen)
+        if self.shard.world_size > 1:
+            rows = self.shard.rows(config.batch_size)
+            index, flip, timesteps, noise = index[rows], flip[rows], timesteps[rows], noise[rows]
+        loss = self._loss(index, flip, timesteps, noise) if len(index) else torch.zeros((), device=self.device)
+        if self.shard.world_size > 1:
+            loss = loss * (len(index) / config.batch_size)  # the ranks' shares sum to the batch mean
+        scaled = self.scaler.scale(loss) if self.scaler is not None else loss
+        if scaled.requires_grad:  # a rank without rows has nothing to differentiate
+            scaled.backward()
+        if self.shard.world_size > 1:
+            loss = self.shard.all_reduce(self.params, loss)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def _loss(self, index: torch.Tensor, flip: torch.Tensor, timesteps: torch.Tensor,
+              noise: torch.Tensor) -> torch.Tensor:
+        """Noise-prediction MSE of the given rows (latent ``index``, mirrored or not, at ``timesteps``)."""
         latents = self.latents[flip, index]
-        noise = torch.randn(latents.shape, generator=gen)
         latents, noise, timesteps = latents.to(self.device), noise.to(self.device), timesteps.to(self.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
@@ -648,16 +735,7 @@ class _Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             hidden = self.text_encoder(self.prompt_ids[self.labels[index].to(self.device)])[0]
             prediction = self.unet(noisy.to(self.unet.dtype), timesteps, encoder_hidden_states=hidden).sample
-        loss = F.mse_loss(prediction.float(), target.float())
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()
+        return F.mse_loss(prediction.float(), target.float())
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything a resume needs, as CPU tensors: weights, optimizer moments, RNG state."""
