@@ -16,6 +16,7 @@ _EXPORTS = {
     "SyntheticDataset": "diffii_datasets.augmented",
     "DiffIIConfig": "diffii_datasets.config",
     "SyntheticStore": "diffii_datasets.store",
+    "load": "diffii_datasets.hf.builder",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,0 +1,337 @@
+"""``DiffIIBuilder``: the paper's settings as a ``datasets`` builder, generated locally or downloaded prebuilt.
+
+``datasets`` 4+ runs no loading scripts, so the builder is a class this package ships::
+
+    builder = DiffIIBuilder(config_name="cub-5shot", data_dir="/data")   # raw CUB_200_2011/ under /data
+    builder.download_and_prepare()
+    ds = builder.as_dataset()          # DatasetDict: train (real), synthetic, test
+
+    DiffIIBuilder(config_name="cub-5shot", source="someone/diffii-cub")   # or a local export folder
+
+Generating goes through :class:`~diffii_datasets.DiffIIAugmented`, hence through the one
+synthesis path and its resumable store (under ``diffii_cache_dir``); downloading reads
+the Parquet layout :func:`~diffii_datasets.hf.export_to_folder` writes and checks its
+features. :func:`load` does the three steps at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+from huggingface_hub import snapshot_download
+
+from diffii_datasets.benchmarks.registry import BenchmarkSetting, list_benchmarks
+from diffii_datasets.config import DiffIIConfig
+from diffii_datasets.hf.convert import class_names_of, open_store, real_examples, synthetic_examples, test_examples
+from diffii_datasets.hf.features import SPLITS, check_features, diffii_features
+from diffii_datasets.hf.hub import CITATION, check_repo_id, prebuilt_files
+from diffii_datasets.store import SyntheticStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DiffIIBuilder", "DiffIIBuilderConfig", "KNOBS", "load", "setting_defaults"]
+
+# Every DiffIIConfig field can be passed to the builder by name; ``seed`` is the builder
+# config's own field, as it also draws the real subset.
+KNOBS = tuple(field.name for field in dataclasses.fields(DiffIIConfig) if field.name != "seed")
+
+
+def setting_defaults(setting: BenchmarkSetting) -> dict[str, Any]:
+    """The knobs the paper sets per setting: split ratio 0.3 (5-shot), 0.1 (10-shot), 1.0 (long-tail)."""
+    if setting.imbalance_factor is not None:
+        return {"split_ratio": 1.0}
+    return {"split_ratio": 0.3 if setting.shots <= 5 else 0.1}
+
+
+def _settings() -> dict[str, BenchmarkSetting]:
+    return {setting.name: setting for setting in list_benchmarks()}
+
+
+@dataclasses.dataclass
+class DiffIIBuilderConfig(datasets.BuilderConfig):
+    """One paper setting (``name``), with where its data comes from and every Diff-II knob.
+
+    Attributes:
+        data_dir: the raw data root, in torchvision's layout (``CUB_200_2011/`` ...),
+            to generate from.
+        source: instead of generating, a Hub dataset repository id (``namespace/name``)
+            or a local folder in the layout :func:`~diffii_datasets.hf.export_to_folder` writes.
+        revision: the Hub revision of ``source``.
+        seed: draws the real subset and seeds generation (``DiffIIConfig.seed``).
+        diffii: Diff-II knobs that differ from the setting's defaults (``DiffIIConfig`` fields).
+        concepts: identity of ready-made class concepts (set by the builder from ``concepts=``).
+        include_test: also build the ``test`` split from the raw data.
+        source_fingerprint: what ``source`` held when the builder was made (set by the
+            builder), so a changed source never reuses a stale ``datasets`` cache.
+    """
+
+    source: str | None = None
+    revision: str | None = None
+    seed: int = 0
+    diffii: dict[str, Any] | None = None
+    concepts: str | None = None
+    include_test: bool = True
+    source_fingerprint: str | None = None
+
+    def setting(self) -> BenchmarkSetting:
+        return _settings()[self.name]
+
+    def diffii_config(self) -> DiffIIConfig:
+        """The full Diff-II configuration: paper defaults, the setting's defaults, then ``diffii``."""
+        return DiffIIConfig.from_dict({**setting_defaults(self.setting()), **(self.diffii or {}), "seed": self.seed})
+
+
+class DiffIIBuilder(datasets.GeneratorBasedBuilder):
+    """The paper's settings (``cub-5shot`` ... ``flower-lt-if10``) as Hugging Face datasets.
+
+    Splits: ``train`` (the real subset), ``synthetic`` (Diff-II images with provenance)
+    and ``test`` (the real evaluation split); features: :func:`~diffii_datasets.hf.diffii_features`.
+
+    Args:
+        config_name: one of the settings of :func:`~diffii_datasets.benchmarks.list_benchmarks`.
+        data_dir: the raw data root to generate from (see :class:`DiffIIBuilderConfig`).
+        source: a Hub repository id or a local export folder to load a prebuilt set from
+            instead; then no generation knob may be passed.
+        seed: draws the real subset and seeds generation (default 0).
+        pipeline: a ready ``StableDiffusionPipeline`` (default: ``model`` is loaded when
+            something must be generated).
+        concepts: ready-made class concepts (:class:`~diffii_datasets.diffusion.ConceptSet`).
+        diffii_config: a complete :class:`~diffii_datasets.DiffIIConfig` to start from
+            instead of the paper's defaults for the setting.
+        diffii_cache_dir: where the synthetic store lives (default: the wrapper's cache).
+        device: where a pipeline loaded from ``model`` runs.
+        progress: show progress bars while generating.
+        **kwargs: any ``DiffIIConfig`` field (``model``, ``expansion_rate``, ``split_ratio``,
+            ``inversion_steps`` ...) and ``datasets.DatasetBuilder``'s own arguments
+            (``cache_dir``, ``revision``, ``token`` ...).
+
+    The ``datasets`` cache is keyed by these arguments: after changing the raw files
+    under the same ``data_dir``, pass ``download_mode="force_redownload"``.
+    """
+
+    BUILDER_CONFIG_CLASS = DiffIIBuilderConfig
+    BUILDER_CONFIGS = [
+        DiffIIBuilderConfig(name=setting.name, version=datasets.Version("1.0.0"),
+                            description=f"{setting.name}: {setting.train_split}, Diff-II synthetic images")
+        for setting in list_benchmarks()
+    ]
+    DEFAULT_WRITER_BATCH_SIZE = 100  # rows of images per Arrow record batch
+
+    def __init__(
+        self,
+        *,
+        config_name: str | None = None,
+        pipeline: Any = None,
+        concepts: Any = None,
+        diffii_config: DiffIIConfig | None = None,
+        diffii_cache_dir: str | os.PathLike | None = None,
+        device: Any = None,
+        progress: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        settings = _settings()
+        if config_name not in settings:
+            raise ValueError(f"config_name must be one of the paper's settings: {', '.join(settings)}; "
+                             f"got {config_name!r}")
+        if diffii_config is not None and not isinstance(diffii_config, DiffIIConfig):
+            raise TypeError(f"diffii_config must be a DiffIIConfig, got {type(diffii_config).__name__}")
+        overrides = {name: kwargs.pop(name) for name in KNOBS if name in kwargs}
+        if diffii_config is not None:
+            base = diffii_config.to_dict()
+            kwargs.setdefault("seed", base.pop("seed"))
+            overrides = {**base, **overrides}
+        if pipeline is not None:
+            from diffii_datasets.synthesis import model_identity
+
+            if "model" in overrides and diffii_config is None:
+                raise ValueError("pass pipeline= or model=, not both: a ready pipeline names the model itself")
+            overrides["model"] = model_identity(pipeline)
+        if concepts is not None:
+            kwargs["concepts"] = concepts.identity()
+        source = kwargs.get("source")
+        if source is not None:
+            given = sorted(overrides) + [name for name, value in (("pipeline", pipeline), ("concepts", concepts),
+                                                                  ("data_dir", kwargs.get("data_dir")))
+                                         if value is not None]
+            if given:
+                raise ValueError(f"source={source!r} loads a prebuilt set; these generation arguments would be "
+                                 f"ignored, so pass them without source: {', '.join(given)}")
+            kwargs["source_fingerprint"] = _source_fingerprint(source, config_name, kwargs.get("revision"),
+                                                               kwargs.get("token"))
+        if overrides:
+            kwargs["diffii"] = {key: list(value) if isinstance(value, tuple) else value
+                                for key, value in sorted(overrides.items())}
+        kwargs.setdefault("dataset_name", "diffii")
+        super().__init__(config_name=config_name, **kwargs)
+        if self.config.source is None:
+            self.config.diffii_config()  # bad knobs fail here, not after minutes of work
+        self._pipeline = pipeline
+        self._concepts = concepts
+        self._diffii_cache_dir = diffii_cache_dir
+        self._device = device
+        self._progress = progress
+        self.store: SyntheticStore | None = None  # the synthetic store, once generation has run
+
+    def _info(self) -> datasets.DatasetInfo:
+        # The class names come from the data: features are set in _split_generators.
+        return datasets.DatasetInfo(
+            description="Real few-shot or long-tailed subsets and Diff-II synthetic images (CVPR 2025).",
+            citation=CITATION,
+            homepage="https://pypi.org/project/diffii-datasets/",
+        )
+
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        if self.config.source is not None:
+            return self._prebuilt_splits()
+        return self._generated_splits()
+
+    # -- generating ----------------------------------------------------------------------
+
+    def _generated_splits(self) -> list[datasets.SplitGenerator]:
+        from diffii_datasets.augmented import DiffIIAugmented
+
+        if self.config.data_dir is None:
+            raise ValueError(f"{self.config.name}: pass data_dir=<raw data root> to generate the set, or "
+                             "source=<Hub repo id or export folder> to load a prebuilt one")
+        setting = self.config.setting()
+        benchmark = setting.load(self.config.data_dir, self.config.seed)
+        augmented = DiffIIAugmented(
+            benchmark.train, benchmark.metaclass, config=self.config.diffii_config(), pipeline=self._pipeline,
+            concepts=self._concepts, cache_dir=self._diffii_cache_dir, device=self._device, progress=self._progress,
+        )
+        store = open_store(augmented)
+        self.store = store
+        self._pipeline = None  # generation is over
+        names = class_names_of(store)
+        self.info.features = diffii_features(names)
+        store_path = str(store.path)
+        splits = [datasets.SplitGenerator(name=split, gen_kwargs={"kind": split, "store_path": store_path})
+                  for split in ("train", "synthetic")]
+        if self.config.include_test:
+            splits.append(datasets.SplitGenerator(name="test", gen_kwargs={
+                "kind": "test", "dataset": benchmark.test, "class_names": tuple(names)}))
+        return splits
+
+    # -- downloading ---------------------------------------------------------------------
+
+    def _prebuilt_folder(self) -> Path:
+        source = self.config.source
+        if Path(source).is_dir():
+            return Path(source)
+        readme = Path(snapshot_download(source, repo_type="dataset", revision=self.config.source_fingerprint,
+                                        allow_patterns=["README.md"], token=self.token))
+        patterns = _config_patterns(readme / "README.md", self.config.name)
+        return Path(snapshot_download(source, repo_type="dataset", revision=self.config.source_fingerprint,
+                                      allow_patterns=["README.md", *patterns], token=self.token))
+
+    def _prebuilt_splits(self) -> list[datasets.SplitGenerator]:
+        import pyarrow.parquet as pq
+
+        folder = self._prebuilt_folder()
+        files = prebuilt_files(folder, self.config.name)
+        unknown = sorted(set(files) - set(SPLITS))
+        missing = [split for split in ("train", "synthetic") if split not in files]
+        if unknown or missing:
+            raise ValueError(f"{self.config.source}: config {self.config.name!r} must have the splits train and "
+                             f"synthetic (and optionally test); missing {missing}, unexpected {unknown}")
+        names = None
+        for split, paths in files.items():
+            for path in paths:
+                found = check_features(datasets.Features.from_arrow_schema(pq.read_schema(path)), f"{path}")
+                if names is not None and found != names:
+                    raise ValueError(f"{path} has other class names than the rest of {self.config.name!r}")
+                names = found
+        self.info.features = diffii_features(names)
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"kind": "parquet", "files": [str(p) for p in paths]})
+                for split, paths in files.items()]
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def _generate_examples(self, kind: str, store_path: str | None = None, dataset: Any = None,
+                           class_names: tuple[str, ...] = (), files: list[str] | None = None
+                           ) -> Iterator[tuple[int, dict[str, Any]]]:
+        if kind == "parquet":
+            rows = _parquet_rows(files or [])
+        elif kind == "test":
+            rows = test_examples(dataset, class_names)
+        elif kind == "train":
+            rows = real_examples(SyntheticStore(store_path))
+        else:
+            rows = synthetic_examples(SyntheticStore(store_path))
+        yield from enumerate(rows)
+
+
+def _parquet_rows(files: list[str]) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+            yield from batch.to_pylist()
+
+
+def _config_patterns(readme: Path, config_name: str) -> list[str]:
+    from huggingface_hub import DatasetCard
+
+    configs = DatasetCard.load(readme).data.get("configs") or []
+    entry = next((c for c in configs if c.get("config_name") == config_name), None)
+    if entry is None:
+        present = ", ".join(str(c.get("config_name")) for c in configs) or "none"
+        raise ValueError(f"config {config_name!r} is not in the repository's README; configs there: {present}")
+    patterns = []
+    for item in entry.get("data_files") or []:
+        path = item.get("path") if isinstance(item, dict) else item
+        patterns += [path] if isinstance(path, str) else list(path or [])
+    return patterns
+
+
+def _source_fingerprint(source: Any, config_name: str, revision: str | None, token: Any) -> str:
+    """What ``source`` holds now: the commit of a Hub repository, or a digest of a local folder's files."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a Hub repo id or a folder, got {type(source).__name__}")
+    folder = Path(source)
+    if folder.is_dir():
+        digest = hashlib.sha256()
+        for path in [folder / "README.md", *sorted(p for ps in prebuilt_files(folder, config_name).values()
+                                                   for p in ps)]:
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+    try:
+        check_repo_id(str(source))
+    except ValueError:
+        raise ValueError(f"source must be a Hub dataset repository id 'namespace/name' or an existing folder, "
+                         f"got {source!r}") from None
+    snapshot = snapshot_download(str(source), repo_type="dataset", revision=revision,
+                                 allow_patterns=["README.md"], token=token)
+    return Path(snapshot).name  # the snapshot folder is named by the resolved commit
+
+
+def load(
+    name: str,
+    *,
+    split: str | None = None,
+    source: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download_mode: str | None = None,
+    **kwargs: Any,
+) -> datasets.DatasetDict | datasets.Dataset:
+    """One of the paper's settings as Hugging Face data: generated from ``data_dir`` or loaded from ``source``.
+
+    ``load("cub-5shot", data_dir="/data")`` generates (or reuses) the set;
+    ``load("cub-5shot", source="someone/diffii-cub")`` downloads a prebuilt one. Other
+    keyword arguments go to :class:`DiffIIBuilder` (``seed``, ``pipeline``, any Diff-II knob).
+    Returns a ``DatasetDict``, or one ``Dataset`` when ``split`` is given.
+    """
+    builder = DiffIIBuilder(config_name=name, source=None if source is None else str(source),
+                            data_dir=None if data_dir is None else str(data_dir),
+                            cache_dir=None if cache_dir is None else str(cache_dir), **kwargs)
+    builder.download_and_prepare(download_mode=download_mode)
+    return builder.as_dataset(split=split)

@@ -1,0 +1,73 @@
+"""The one schema of a Diff-II dataset on the Hugging Face side, and its check.
+
+Every split (real ``train`` and ``test``, generated ``synthetic``) has the same
+columns, so splits concatenate and a classifier can tell real from synthetic rows:
+
+- ``image`` (``Image``) and ``label`` (``ClassLabel`` with the class names);
+- ``is_synthetic`` (``bool``);
+- provenance of synthetic rows: ``source_indices`` (the interpolated pair, as indices
+  among the class's real images in the ``train`` split, empty when the image started
+  from noise), ``lam`` (interpolation strength), ``suffix`` (first-stage suffix) and
+  ``seed`` (the class seed). Real rows hold the neutral values ``[]``, ``None``,
+  ``""`` and ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import datasets
+
+try:  # datasets >= 4
+    from datasets import List
+except ImportError:  # datasets 3: Sequence of a plain feature is a list
+    from datasets import Sequence as List
+
+__all__ = ["SPLITS", "check_features", "diffii_features", "neutral_provenance"]
+
+SPLITS = ("train", "synthetic", "test")
+
+
+def diffii_features(class_names: Sequence[str]) -> datasets.Features:
+    """The features of every split, for a dataset with these classes (in label order)."""
+    names = [str(name) for name in class_names]
+    if not names:
+        raise ValueError("class_names must hold at least one class name")
+    return datasets.Features({
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=names),
+        "is_synthetic": datasets.Value("bool"),
+        "source_indices": List(datasets.Value("int32")),
+        "lam": datasets.Value("float64"),
+        "suffix": datasets.Value("string"),
+        "seed": datasets.Value("int64"),
+    })
+
+
+def neutral_provenance() -> dict[str, Any]:
+    """The provenance columns of a real row."""
+    return {"is_synthetic": False, "source_indices": [], "lam": None, "suffix": "", "seed": None}
+
+
+def check_features(features: Mapping[str, Any] | None, where: str) -> list[str]:
+    """Check that ``features`` are a Diff-II schema and return its class names.
+
+    Raises ``ValueError`` naming ``where`` (a file or split) and each column that is
+    missing, extra or of another type, so a downloaded set built by something else
+    (or by an incompatible version) is refused instead of half-loaded.
+    """
+    if features is None:
+        raise ValueError(f"{where} carries no Hugging Face features; expected the Diff-II columns "
+                         f"{sorted(diffii_features(['x']))}")
+    label = features.get("label")
+    if not isinstance(label, datasets.ClassLabel) or not label.names:
+        raise ValueError(f"{where}: column 'label' must be a ClassLabel with class names, got {label!r}")
+    expected = diffii_features(label.names)
+    problems = [f"missing column {name!r} ({expected[name]})" for name in expected if name not in features]
+    problems += [f"unexpected column {name!r}" for name in features if name not in expected]
+    problems += [f"column {name!r} is {features[name]}, expected {expected[name]}"
+                 for name in expected if name in features and features[name] != expected[name]]
+    if problems:
+        raise ValueError(f"{where} does not have the Diff-II features: {'; '.join(problems)}")
+    return list(label.names)

@@ -1,0 +1,152 @@
+"""DiffIIBuilder: settings as configs, generation through the wrapper store, prebuilt sets from a folder or the Hub."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+from hf_setup import CLASS_NAMES, FAST_KNOBS
+
+import diffii_datasets
+from diffii_datasets import DiffIIAugmented, DiffIIConfig
+from diffii_datasets.benchmarks import list_benchmarks, load_setting
+from diffii_datasets.hf import (
+    KNOBS,
+    DiffIIBuilder,
+    diffii_features,
+    export_to_folder,
+    setting_defaults,
+    to_dataset_dict,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:few_shot:UserWarning")  # the fake CUB has fewer than 5 shots
+
+
+def raw_rows(dataset: datasets.Dataset) -> list[dict]:
+    """Rows with the image as its stored bytes, so equality means byte-identical images."""
+    return dataset.cast_column("image", datasets.Image(decode=False)).to_list()
+
+
+@pytest.fixture(scope="module")
+def export_folder(cub_build, cub_test_split, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    export_to_folder(cub_build.store, folder, "cub-5shot", test_dataset=cub_test_split,
+                     cache_dir=tmp_path_factory.mktemp("convert-cache"))
+    return folder
+
+
+def test_one_builder_config_per_paper_setting():
+    assert [config.name for config in DiffIIBuilder.BUILDER_CONFIGS] == [s.name for s in list_benchmarks()]
+    assert len(DiffIIBuilder.BUILDER_CONFIGS) == 14
+    assert set(KNOBS) | {"seed"} == {field.name for field in dataclasses.fields(DiffIIConfig)}
+    ratios = {s.name: setting_defaults(s)["split_ratio"] for s in list_benchmarks()}
+    assert ratios["cub-5shot"] == 0.3 and ratios["pet-10shot"] == 0.1 and ratios["flower-lt-if20"] == 1.0
+
+
+def test_generated_splits_and_features(cub_build):
+    ds = cub_build.dataset
+    assert set(ds) == {"train", "synthetic", "test"}
+    assert [len(ds[split]) for split in ("train", "synthetic", "test")] == [6, 6, 5]
+    for split in ds.values():
+        assert split.features == diffii_features(CLASS_NAMES)
+    assert not any(ds["train"]["is_synthetic"]) and all(ds["synthetic"]["is_synthetic"])
+    assert ds["train"]["label"] == [0, 0, 0, 1, 1, 2]
+    # The one-image class starts from noise: no pair, no lam; the others interpolate pairs of their images.
+    by_label = {label: row for label, row in zip(ds["synthetic"]["label"], ds["synthetic"].to_list())}
+    assert by_label[2]["source_indices"] == [] and by_label[2]["lam"] is None
+    assert len(by_label[0]["source_indices"]) == 2 and by_label[0]["lam"] is not None
+    assert all(row["suffix"] for row in ds["synthetic"].to_list())  # 5-shot: the suffixed stage runs
+
+
+def test_builder_generates_through_the_wrapper_store(cub_build, cub_test_split, tmp_path):
+    """The builder's rows are the wrapper's store, converted: one generation path, no copy of it."""
+    config = cub_build.builder.config.diffii_config()
+    assert config.split_ratio == 0.3 and config.expansion_rate == 1.0 and config.seed == 0
+    bench = load_setting("cub-5shot", cub_build.root / "raw", seed=0)
+    wrapper = DiffIIAugmented(bench.train, "bird", config=config, cache_dir=cub_build.kwargs["diffii_cache_dir"],
+                              progress=False).prepare()
+    assert wrapper.report.generated == []  # the builder filled exactly this store
+    assert wrapper.store.path == cub_build.store.path
+    converted = to_dataset_dict(wrapper, cub_test_split, cache_dir=tmp_path)
+    for split in ("train", "synthetic", "test"):
+        assert raw_rows(cub_build.dataset[split]) == raw_rows(converted[split]), split
+    assert [wrapper.synthetic.metadata(i)["lam"] for i in range(6)] == cub_build.dataset["synthetic"]["lam"]
+
+
+def test_builder_loads_an_exported_folder(cub_build, export_folder, tmp_path):
+    built = DiffIIBuilder(config_name="cub-5shot", source=str(export_folder), cache_dir=str(tmp_path / "cache"))
+    built.download_and_prepare()
+    ds = built.as_dataset()
+    for split in ("train", "synthetic", "test"):
+        assert ds[split].features == cub_build.dataset[split].features
+        assert raw_rows(ds[split]) == raw_rows(cub_build.dataset[split]), split
+    synthetic = diffii_datasets.load("cub-5shot", source=export_folder, split="synthetic",
+                                     cache_dir=tmp_path / "cache2")
+    assert raw_rows(synthetic) == raw_rows(cub_build.dataset["synthetic"])
+
+
+def test_builder_downloads_a_hub_repo(cub_build, export_folder, tmp_path, monkeypatch):
+    """A repo id goes through snapshot_download (README first, then the config's files) at one resolved commit."""
+    snapshot = tmp_path / "snapshots" / "0123456789abcdef"
+    shutil.copytree(export_folder, snapshot)
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        return str(snapshot)
+
+    monkeypatch.setattr("diffii_datasets.hf.builder.snapshot_download", fake_snapshot_download)
+    ds = diffii_datasets.load("cub-5shot", source="someone/diffii-cub", cache_dir=tmp_path / "cache")
+    assert raw_rows(ds["synthetic"]) == raw_rows(cub_build.dataset["synthetic"])
+    assert {c[0] for c in calls} == {"someone/diffii-cub"}
+    assert all(c[1]["repo_type"] == "dataset" for c in calls)
+    assert calls[0][1]["allow_patterns"] == ["README.md"] and calls[0][1]["revision"] is None
+    assert calls[-1][1]["revision"] == "0123456789abcdef"  # the files come from the commit the README was read at
+    assert "data/cub-5shot/synthetic-*" in calls[-1][1]["allow_patterns"]
+
+
+@pytest.mark.parametrize("damage", ["drop_column", "plain_int_label"])
+def test_prebuilt_split_with_other_features_is_refused(export_folder, tmp_path, damage):
+    folder = tmp_path / "repo"
+    shutil.copytree(export_folder, folder)
+    shard = next((folder / "data" / "cub-5shot").glob("synthetic-*.parquet"))
+    table = pq.read_table(shard)
+    table = table.drop_columns(["seed"]) if damage == "drop_column" else table.replace_schema_metadata(None)
+    pq.write_table(table, shard)
+    builder = DiffIIBuilder(config_name="cub-5shot", source=str(folder), cache_dir=str(tmp_path / "cache"))
+    expected = "missing column 'seed'" if damage == "drop_column" else "'label' must be a ClassLabel"
+    with pytest.raises(ValueError, match=expected):
+        builder.download_and_prepare()
+
+
+def test_unknown_config_name_lists_the_settings():
+    with pytest.raises(ValueError, match="cub-5shot, cub-10shot, .*flower-lt-if10; got 'cub-3shot'"):
+        DiffIIBuilder(config_name="cub-3shot", data_dir="/nowhere")
+
+
+def test_bad_arguments(cub_build, tiny_pipe, tmp_path):
+    with pytest.raises(ValueError, match="resolution"):
+        DiffIIBuilder(config_name="cub-5shot", data_dir="/nowhere", resolution=30, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="source=.* ignored.*expansion_rate"):
+        DiffIIBuilder(config_name="cub-5shot", source="someone/repo", expansion_rate=2.0)
+    with pytest.raises(ValueError, match="namespace/name"):
+        DiffIIBuilder(config_name="cub-5shot", source="not a repo")
+    with pytest.raises(ValueError, match="pipeline= or model="):
+        DiffIIBuilder(config_name="cub-5shot", data_dir="/nowhere", pipeline=tiny_pipe, model="some/model")
+    with pytest.raises(ValueError, match="pass data_dir="):
+        DiffIIBuilder(config_name="cub-5shot", cache_dir=str(tmp_path), **FAST_KNOBS).download_and_prepare()
+
+
+def test_pipeline_object_names_the_model(tiny_pipe, tmp_path):
+    from diffii_datasets.synthesis import model_identity
+
+    builder = DiffIIBuilder(config_name="cub-10shot", data_dir="/nowhere", pipeline=tiny_pipe,
+                            cache_dir=str(tmp_path), **{k: v for k, v in FAST_KNOBS.items()})
+    config = builder.config.diffii_config()
+    assert config.model == model_identity(tiny_pipe)
+    assert config.split_ratio == 0.1  # the 10-shot default
+    assert builder.config_id != DiffIIBuilder(config_name="cub-10shot", data_dir="/nowhere",
+                                              cache_dir=str(tmp_path), **FAST_KNOBS).config_id
