@@ -23,6 +23,8 @@ from diffii_datasets.store import SyntheticStore
 
 __all__ = [
     "IncompleteStoreError",
+    "check_test_dataset",
+    "class_names_of",
     "open_store",
     "real_examples",
     "synthetic_examples",
@@ -103,14 +105,23 @@ def synthetic_examples(store: SyntheticStore) -> Iterator[dict[str, Any]]:
             }
 
 
-def test_examples(dataset: Any, class_names: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """Rows of a real evaluation dataset (``(image, label)`` items), images stored as lossless PNG."""
-    from diffii_datasets.augmented import find_classes, parse_item
+def check_test_dataset(dataset: Any, class_names: Sequence[str]) -> None:
+    """Refuse a test set that is not a map-style dataset or names other classes than the store."""
+    from diffii_datasets.augmented import find_classes
 
+    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        raise TypeError(f"test_dataset must be a map-style dataset, got {type(dataset).__name__}")
     names = find_classes(dataset)
     if names is not None and list(names) != list(class_names):
         raise ValueError(f"test_dataset has classes {list(names)[:5]}... ({len(names)}), but the store was made "
                          f"for {list(class_names)[:5]}... ({len(class_names)}); they must be the same, in order")
+
+
+def test_examples(dataset: Any, class_names: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Rows of a real evaluation dataset (``(image, label)`` items), images stored as lossless PNG."""
+    from diffii_datasets.augmented import parse_item
+
+    check_test_dataset(dataset, class_names)
     for index in range(len(dataset)):
         image, label = parse_item(dataset[index], index)
         if not 0 <= label < len(class_names):
@@ -154,6 +165,8 @@ def to_dataset_dict(
     names = class_names_of(store)
     features = diffii_features(names)
     manifest_sha256 = hashlib.sha256((store.path / "manifest.json").read_bytes()).hexdigest()
+    if test_dataset is not None:
+        check_test_dataset(test_dataset, names)
     cache = str(cache_dir) if cache_dir is not None else None
     splits = {}
     for split in ("train", "synthetic"):
@@ -163,8 +176,6 @@ def to_dataset_dict(
                         "split": split},
         )
     if test_dataset is not None:
-        if not hasattr(test_dataset, "__getitem__") or not hasattr(test_dataset, "__len__"):
-            raise TypeError(f"test_dataset must be a map-style dataset, got {type(test_dataset).__name__}")
         splits["test"] = datasets.Dataset.from_generator(
             _test_split, features=features, cache_dir=cache, split=datasets.NamedSplit("test"),
             gen_kwargs={"dataset": test_dataset, "class_names": tuple(names)},
