@@ -195,7 +195,8 @@ def export_to_folder(
             ``flower-lt``) or the path of a card template.
         repo_id: the repository the card's loading example names (``namespace/name``).
         max_shard_size: Arrow bytes per Parquet shard.
-        cache_dir: ``datasets``' cache for the intermediate Arrow files.
+        cache_dir: ``datasets``' cache for the intermediate Arrow files (default: a
+            temporary folder, removed when the export is written).
     """
     config_name = check_config_name(config_name)
     if repo_id is not None:
@@ -211,28 +212,31 @@ def export_to_folder(
     folder.mkdir(parents=True, exist_ok=True)
     card_data = _existing_card_data(folder / "README.md", family)
 
-    splits = to_dataset_dict(store, test_dataset, cache_dir=cache_dir)
-    data_dir = folder / "data" / config_name
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True)
-    written: list[Path] = []
-    split_infos = datasets.SplitDict()
-    for split, dataset in splits.items():
-        written += _write_shards(dataset, data_dir, split, max_shard_size)
-        split_infos.add(datasets.SplitInfo(name=split, num_bytes=dataset.data.nbytes, num_examples=len(dataset)))
-    features = splits["train"].features
+    with tempfile.TemporaryDirectory(prefix="diffii-export-") as scratch:
+        # Without a cache_dir, the intermediate Arrow files go to a scratch folder, not datasets' cache.
+        splits = to_dataset_dict(store, test_dataset, cache_dir=cache_dir if cache_dir is not None else scratch)
+        data_dir = folder / "data" / config_name
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        data_dir.mkdir(parents=True)
+        written: list[Path] = []
+        split_infos = datasets.SplitDict()
+        for split, dataset in splits.items():
+            written += _write_shards(dataset, data_dir, split, max_shard_size)
+            split_infos.add(datasets.SplitInfo(name=split, num_bytes=dataset.data.nbytes, num_examples=len(dataset)))
+        features = splits["train"].features
+        rows = {split: len(dataset) for split, dataset in splits.items()}
+        dataset_size = sum(dataset.data.nbytes for dataset in splits.values())
+        del splits, dataset  # release the memory-mapped Arrow files before the scratch folder goes
 
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
 
-    data_files = [{"split": split, "path": f"data/{config_name}/{split}-*"} for split in splits]
+    data_files = [{"split": split, "path": f"data/{config_name}/{split}-*"} for split in rows]
     MetadataConfigs({config_name: {"data_files": data_files}}).to_dataset_card_data(card_data)
     info = datasets.DatasetInfo(features=features, splits=split_infos,
-                                download_size=sum(path.stat().st_size for path in written),
-                                dataset_size=sum(dataset.data.nbytes for dataset in splits.values()))
+                                download_size=sum(path.stat().st_size for path in written), dataset_size=dataset_size)
     DatasetInfosDict({config_name: info}).to_dataset_card_data(card_data)
-    rows = {split: len(dataset) for split, dataset in splits.items()}
     records = {entry["config_name"]: entry for entry in card_data.get("diffii") or []}
     records[config_name] = _generation_record(store, config_name, family, setting, rows)
     card_data["diffii"] = [records[name] for name in sorted(records)]
