@@ -197,7 +197,8 @@ def shard_classes(work: Mapping[int, float], world_size: int) -> list[list[int]]
 
     ``work`` maps class index to its expected work (its number of synthetic images).
     Greedy longest-processing-time: classes in decreasing work (ties: lower index
-    first) each go to the least-loaded rank (ties: lower rank). The result depends
+    first) each go to the least-loaded rank (ties: the rank with fewer classes, then
+    the lower rank, so classes without synthetic images are spread too). The result depends
     only on ``work`` and ``world_size``, so every rank computes the same shards; each
     shard is sorted, and ranks beyond the number of classes get none.
     """
@@ -209,7 +210,7 @@ def shard_classes(work: Mapping[int, float], world_size: int) -> list[list[int]]
     shards: list[list[int]] = [[] for _ in range(world_size)]
     loads = [0.0] * world_size
     for class_index in sorted(work, key=lambda c: (-work[c], c)):
-        rank = min(range(world_size), key=lambda r: (loads[r], r))
+        rank = min(range(world_size), key=lambda r: (loads[r], len(shards[r]), r))
         shards[rank].append(class_index)
         loads[rank] += work[class_index]
     return [sorted(shard) for shard in shards]
@@ -243,12 +244,14 @@ def check_shared_filesystem(world: World, directory: str | os.PathLike, grace_s:
     marker.unlink(missing_ok=True)
     blind = [f"rank {rank} on {host} cannot see the markers of ranks {ranks}"
              for rank, (host, ranks) in enumerate(reports) if ranks]
-    if blind:
-        hosts = sorted({host for host, _ in reports})
-        raise SharedFilesystemError(
-            f"{directory} is not on a filesystem shared by all {world.size} ranks (hosts: {', '.join(hosts)}): "
-            f"{'; '.join(blind)}. Put --cache-dir on a shared filesystem (NFS, Lustre, ...) that every node "
-            "mounts at the same path.")
+    if not blind:
+        logger.info("all %d ranks see %s", world.size, directory)
+        return
+    hosts = sorted({host for host, _ in reports})
+    raise SharedFilesystemError(
+        f"{directory} is not on a filesystem shared by all {world.size} ranks (hosts: {', '.join(hosts)}): "
+        f"{'; '.join(blind)}. Put --cache-dir on a shared filesystem (NFS, Lustre, ...) that every node "
+        "mounts at the same path.")
 
 
 def _missing_markers(directory: Path, token: str, world_size: int) -> list[int]:

@@ -550,6 +550,8 @@ def learn_concepts(
                 _write_checkpoint(Path(work_dir), run_id, step, trainer.state_tensors(), trainer.scaler_state())
             if callback is not None:
                 callback(step, loss)
+        if shard.world_size > 1:
+            shard.wait_for_all(pipe.unet.device)  # rank 0's last checkpoint is written before any rank returns
         return _concept_set_from_tensors(trainer.state_tensors(), names, metaclass, n_vectors)
 
 
@@ -570,6 +572,10 @@ class _Shard:
         if steps[0].item() != -steps[1].item():
             raise RuntimeError(f"the ranks found different concept-learning checkpoints (steps {-steps[1].item()} to "
                                f"{steps[0].item()}) in work_dir={work_dir}: it must be one directory all ranks see")
+
+    def wait_for_all(self, device: torch.device) -> None:
+        """A barrier on the process group's own backend (a one-element all-reduce on ``device``)."""
+        dist.all_reduce(torch.zeros(1, device=device))
 
     def all_reduce(self, params: Sequence[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
         """Sum every trainable weight's gradient and the loss over the ranks, in one collective.
