@@ -19,11 +19,13 @@ import torch
 from diffii_datasets.diffusion.pipeline import (
     PromptEncoder,
     broadcast_prompts,
+    check_autocast_dtype,
     check_guidance_scale,
     check_latents,
     check_positive_int,
     execution_device,
     make_scheduler,
+    model_autocast,
     predict_noise,
 )
 from diffii_datasets.images import to_pil_rgb
@@ -84,6 +86,7 @@ def two_stage_denoise(
     *,
     resolution: int | None = None,
     prompt_encoder: PromptEncoder | None = None,
+    autocast_dtype: str | torch.dtype | None = None,
 ):
     """Denoise x_T ``latents`` ``[B, C, h, w]`` with DDIM and classifier-free guidance in two prompt stages.
 
@@ -92,7 +95,10 @@ def two_stage_denoise(
     0. The unconditional branch is the empty prompt, run in the same UNet call
     as the conditional one (no guidance at all when ``guidance_scale <= 1``).
     ``batch_size`` latents are denoised at once. ``resolution`` (pixels) sets the
-    expected latent size, by default the pipeline's.
+    expected latent size, by default the pipeline's. ``autocast_dtype``
+    (``"bfloat16"`` or ``"float16"``) runs the UNet and the VAE under autocast
+    (see :func:`~diffii_datasets.diffusion.pipeline.model_autocast`); ``None``, the
+    default, runs them in the pipeline's own dtype.
 
     Returns a list of RGB ``PIL.Image`` (``"pil"``), a float32 tensor
     ``[B, 3, H, W]`` in [0, 1] (``"pt"``) or the final float32 latents
@@ -112,6 +118,7 @@ def two_stage_denoise(
     if output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
     check_positive_int(batch_size, "batch_size")
+    check_autocast_dtype(autocast_dtype)
 
     device = execution_device(pipe)
     if count == 0:
@@ -130,13 +137,14 @@ def two_stage_denoise(
         plain = encoder(prompts[start:stop]) if not all(use_suffix) else None
         suffixed = encoder(suffixed_prompts[start:stop]) if any(use_suffix) else None
         uncond = encoder([""]).expand(stop - start, -1, -1) if guided else None
-        for t, with_suffix in zip(pipe.progress_bar(scheduler.timesteps), use_suffix):
-            noise = predict_noise(pipe, x, t, suffixed if with_suffix else plain, uncond, guidance_scale)
-            x = scheduler.step(noise, t, x, return_dict=False)[0]
-        if output_type == "latent":
-            results.append(x)
-            continue
-        images = decode_latents(pipe, x)
+        with model_autocast(pipe, autocast_dtype):
+            for t, with_suffix in zip(pipe.progress_bar(scheduler.timesteps), use_suffix):
+                noise = predict_noise(pipe, x, t, suffixed if with_suffix else plain, uncond, guidance_scale)
+                x = scheduler.step(noise, t, x, return_dict=False)[0]
+            if output_type == "latent":
+                results.append(x)
+                continue
+            images = decode_latents(pipe, x)
         if output_type == "pt":
             results.append(images)
         else:

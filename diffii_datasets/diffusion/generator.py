@@ -30,7 +30,7 @@ from diffii_datasets.diffusion.interpolation import (
     lam_upper_bound,
 )
 from diffii_datasets.diffusion.inversion import ddim_invert
-from diffii_datasets.diffusion.pipeline import PromptEncoder, check_latents, latent_shape
+from diffii_datasets.diffusion.pipeline import AUTOCAST_DTYPES, PromptEncoder, check_latents, latent_shape
 from diffii_datasets.diffusion.prompts import build_prompt, normalize_suffix
 
 __all__ = [
@@ -71,6 +71,7 @@ class GenerationConfig:
     interpolation: str = "circle"
     batch_size: int = 8
     resolution: int | None = None  # None: the pipeline's own (unet.config.sample_size * vae_scale_factor)
+    autocast_dtype: str | None = None  # "bfloat16"/"float16": UNet and VAE under autocast (opt-in speed knob)
 
     def __post_init__(self) -> None:
         if not _is_number(self.expansion_rate) or self.expansion_rate <= 0:
@@ -87,6 +88,8 @@ class GenerationConfig:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
         if self.resolution is not None and not _is_positive_int(self.resolution):
             raise ValueError(f"resolution must be None or a positive int, got {self.resolution!r}")
+        if self.autocast_dtype is not None and self.autocast_dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast_dtype must be None or one of {AUTOCAST_DTYPES}, got {self.autocast_dtype!r}")
 
 
 @dataclass
@@ -174,7 +177,7 @@ def invert_class(pipe, images: Sequence[Any], tokens: str, metaclass: str, confi
         raise TypeError(f"images must be a sequence of images, got {type(images).__name__}")
     prompt = build_prompt(tokens, metaclass)
     inversions = ddim_invert(pipe, images, prompt, config.inversion_steps, config.inversion_guidance_scale,
-                             config.batch_size, resolution=config.resolution)
+                             config.batch_size, resolution=config.resolution, autocast_dtype=config.autocast_dtype)
     return inversions.float().cpu()
 
 
@@ -250,7 +253,7 @@ def _generate(pipe, inversions: torch.Tensor, prompt: str, suffixed_prompts: lis
             batch_suffixes, batch_suffixed = [""] * (stop - start), None
         images = two_stage_denoise(pipe, latents, prompt, batch_suffixed, config.split_ratio, config.denoising_steps,
                                    config.guidance_scale, "pil", stop - start, resolution=config.resolution,
-                                   prompt_encoder=encoder)
+                                   prompt_encoder=encoder, autocast_dtype=config.autocast_dtype)
         for offset, image in enumerate(images):
             index = start + offset
             yield SyntheticSample(

@@ -20,11 +20,13 @@ import torch.nn.functional as F
 from diffii_datasets.diffusion.pipeline import (
     PromptEncoder,
     broadcast_prompts,
+    check_autocast_dtype,
     check_guidance_scale,
     check_positive_int,
     execution_device,
     latent_shape,
     make_scheduler,
+    model_autocast,
     pipeline_resolution,
     predict_noise,
 )
@@ -92,6 +94,7 @@ def ddim_invert(
     *,
     resolution: int | None = None,
     prompt_encoder: PromptEncoder | None = None,
+    autocast_dtype: str | torch.dtype | None = None,
 ) -> torch.Tensor:
     """DDIM-invert ``images`` conditioned on ``prompts``; returns x_T, float32 on the pipeline's device.
 
@@ -103,6 +106,9 @@ def ddim_invert(
     (the reference inverts with 1.0, i.e. no guidance). ``batch_size`` images
     are inverted at once; text embeddings are computed once per distinct prompt
     (pass a shared ``prompt_encoder`` to reuse them across calls).
+    ``autocast_dtype`` (``"bfloat16"`` or ``"float16"``) runs the UNet under
+    autocast (the VAE encodes in the pipeline's dtype); ``None``, the default,
+    runs everything in the pipeline's own dtype.
     """
     from diffusers import DDIMInverseScheduler
 
@@ -111,6 +117,7 @@ def ddim_invert(
     check_positive_int(num_inference_steps, "num_inference_steps")
     guidance_scale = check_guidance_scale(guidance_scale)
     check_positive_int(batch_size, "batch_size")
+    check_autocast_dtype(autocast_dtype)
     resolution = pipeline_resolution(pipe) if resolution is None else resolution
     shape = latent_shape(pipe, resolution)
     device = execution_device(pipe)
@@ -124,11 +131,13 @@ def ddim_invert(
     results = []
     for start in range(0, count, batch_size):
         stop = min(start + batch_size, count)
-        latents = encode_images(pipe, load_image_batch(images, start, stop, resolution))
         cond = encoder(prompts[start:stop])
         uncond = encoder([""]).expand(stop - start, -1, -1) if guided else None
-        for t in pipe.progress_bar(scheduler.timesteps):
-            noise = predict_noise(pipe, latents, t, cond, uncond, guidance_scale)
-            latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+        # The image is encoded once in the pipeline's dtype: its latent is what 200 steps build on.
+        latents = encode_images(pipe, load_image_batch(images, start, stop, resolution))
+        with model_autocast(pipe, autocast_dtype):
+            for t in pipe.progress_bar(scheduler.timesteps):
+                noise = predict_noise(pipe, latents, t, cond, uncond, guidance_scale)
+                latents = scheduler.step(noise, t, latents, return_dict=False)[0]
         results.append(latents)
     return torch.cat(results)

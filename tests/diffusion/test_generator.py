@@ -61,6 +61,7 @@ def test_config_defaults_are_the_papers():
     assert dataclasses.asdict(config) == {
         "expansion_rate": 5.0, "split_ratio": 0.3, "inversion_steps": 200, "inversion_guidance_scale": 1.0,
         "denoising_steps": 25, "guidance_scale": 7.5, "interpolation": "circle", "batch_size": 8, "resolution": None,
+        "autocast_dtype": None,
     }
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.split_ratio = 0.5
