@@ -142,6 +142,7 @@ def _test_split(dataset: Any, class_names: tuple[str, ...]) -> Iterator[dict[str
 
 
 def class_names_of(store: SyntheticStore) -> list[str]:
+    """The store's class names, in label order."""
     return list(store.header()["classes"])
 
 

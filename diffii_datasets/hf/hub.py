@@ -36,7 +36,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from diffii_datasets.benchmarks.registry import BenchmarkSetting, list_benchmarks
 from diffii_datasets.hf.cards import FAMILIES, render_card, resolve_card
-from diffii_datasets.hf.convert import class_names_of, open_store, to_dataset_dict
+from diffii_datasets.hf.convert import open_store, to_dataset_dict
 from diffii_datasets.store import SyntheticStore
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,6 @@ def export_to_folder(
     context = {
         "configs": card_data["diffii"],
         "repo_id": repo_id or "<namespace>/<name>",
-        "class_names": class_names_of(store),
         "citation": CITATION,
     }
     rendered = render_card(template, card_data, context)

@@ -149,3 +149,16 @@ def test_pipeline_object_names_the_model(tiny_pipe, tmp_path):
     assert config.split_ratio == 0.1  # the 10-shot default
     assert builder.config_id != DiffIIBuilder(config_name="cub-10shot", data_dir="/nowhere",
                                               cache_dir=str(tmp_path), **FAST_KNOBS).config_id
+
+
+def test_a_loaded_pipeline_reaches_the_same_store(cub_build, tmp_path):
+    """pipeline= names the model by its directory, so the builder finds the store the model= build filled."""
+    from diffii_datasets.diffusion import load_pipeline
+
+    pipe = load_pipeline(cub_build.kwargs["model"], device="cpu")
+    kwargs = {**cub_build.kwargs, "cache_dir": str(tmp_path / "cache")}
+    del kwargs["model"]
+    builder = DiffIIBuilder(config_name="cub-5shot", pipeline=pipe, **kwargs)
+    builder.download_and_prepare()
+    assert builder.store.path == cub_build.store.path
+    assert raw_rows(builder.as_dataset(split="synthetic")) == raw_rows(cub_build.dataset["synthetic"])

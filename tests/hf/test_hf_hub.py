@@ -139,7 +139,7 @@ def test_every_family_card_renders_with_its_licence(exported, family, license_id
     record = dict(DatasetCard.load(exported.folder / "README.md").data.diffii[0], family=family)
     card_data = DatasetCardData(configs=[{"config_name": "x", "data_files": "data/x/*"}], diffii=[record])
     card = render_card(resolve_card(family, None), card_data, {
-        "configs": [record], "repo_id": REPO, "class_names": CLASS_NAMES, "citation": CITATION})
+        "configs": [record], "repo_id": REPO, "citation": CITATION})
     parsed = DatasetCard(str(card))
     assert parsed.data.license == license_id
     assert parsed.data.task_categories == ["image-classification"]
