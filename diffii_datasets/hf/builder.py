@@ -184,7 +184,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description="Real few-shot or long-tailed subsets and Diff-II synthetic images (CVPR 2025).",
             citation=CITATION,
-            homepage="https://pypi.org/project/diffii-datasets/",
+            homepage="https://arxiv.org/abs/2408.16266",
         )
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:

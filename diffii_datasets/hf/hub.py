@@ -147,7 +147,7 @@ def _existing_card_data(readme: Path, family: str) -> DatasetCardData:
     if not readme.is_file():
         return DatasetCardData()
     data = DatasetCard.load(readme).data
-    other = sorted({entry.get("family") for entry in data.get("diffii") or [] if entry.get("family") != family})
+    other = sorted({entry["family"] for entry in data.get("diffii") or [] if entry.get("family") not in (None, family)})
     if other:
         raise ValueError(f"{readme} already holds configs of the dataset family {other[0]!r}; a repository holds one "
                          f"family (its card states one source dataset and licence): use another repository for "
