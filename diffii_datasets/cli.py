@@ -100,6 +100,8 @@ KNOB_HELP = {
     "gradient_checkpointing": "trade UNet compute for memory while learning concepts",
     "suffixes": "suffix provider: builtin, builtin:<family>, file:<path> or captioned[:options]",
     "image_format": "png or jpeg",
+    "autocast_dtype": "bfloat16 or float16: run generation's UNet and VAE under autocast (a speed knob for "
+                      "float32 pipelines; off by default)",
     "seed": "seed of concept learning, generation and (unless --subset-seed) the training subset",
 }
 
@@ -456,13 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diffii-datasets",
         description="Diff-II diffusion augmentation for data-scarce image classification.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log progress at INFO level, and show tracebacks of errors")
+    verbose = "log progress at INFO level, and show tracebacks of errors"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    # -v also after the subcommand; SUPPRESS keeps the top-level value when it is not repeated there.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
 
     demo = command("demo", "run the method end to end on the bundled sample with the tiny offline model", EPILOG_DEMO)
     demo.add_argument("--output-dir", default="demo-output", help="where to write the preview (default: %(default)s)")

@@ -1,0 +1,288 @@
+"""The subcommands on tiny data and the tiny model: exit codes, what they print, what they write.
+
+Each subcommand runs at least once in a subprocess, as a user would run it; argument
+handling and error paths also run in-process through ``cli.main`` (same code, faster).
+"""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_setup import CLASS_NAMES, EXPECTED_COUNTS, FAST_FLAGS, generate_args, make_inputs, run_cli, store_path_from
+from diffii_datasets import cli
+from diffii_datasets.config import DiffIIConfig
+from diffii_datasets.preview import preview_store
+from diffii_datasets.store import SyntheticStore
+
+COMMANDS = ("demo", "generate", "info", "verify", "preview", "export", "push")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return make_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def generated(inputs, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    result = run_cli(*generate_args(*inputs, cache))
+    assert result.returncode == 0, result.stderr
+    return SimpleNamespace(cache=cache, result=result, store=store_path_from(result.stdout))
+
+
+def _main(capsys, *argv):
+    """Run the command line in-process: (exit status, stdout, stderr)."""
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# -- help and arguments -------------------------------------------------------------------------------------------
+
+
+def test_console_script_lists_every_subcommand():
+    script = Path(sys.executable).with_name("diffii-datasets")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help_with_examples(capsys, command):
+    status, out, _ = _main(capsys, command, "--help")
+    assert status == 0
+    assert "examples:" in out and f"diffii-datasets {command}" in out.split("examples:")[1]
+
+
+def test_every_config_field_is_a_generate_flag(tmp_path):
+    values = {  # a non-default value for every DiffIIConfig field
+        "model": "someone/some-model", "resolution": 256, "expansion_rate": 3.5, "split_ratio": 0.1,
+        "inversion_steps": 50, "inversion_guidance_scale": 2.0, "denoising_steps": 10, "guidance_scale": 5.0,
+        "interpolation": "spherical", "batch_size": 2, "concept_train_steps": 100, "concept_batch_size": 4,
+        "tokens_per_class": 2, "lora_rank": 4, "concept_learning_rate": 1e-4, "concept_weight_decay": 0.0,
+        "concept_checkpoint_steps": 50, "gradient_checkpointing": True, "suffixes": "builtin:flower",
+        "image_format": "jpeg", "seed": 3, "autocast_dtype": "bfloat16",
+    }
+    names = {field.name for field in dataclasses.fields(DiffIIConfig)}
+    assert set(values) == names and set(cli.KNOB_HELP) == names
+    argv = ["generate", "cub-5shot", "--root", "r", "--cache-dir", "c"]
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    args = cli.build_parser().parse_args(argv)
+    expected = dataclasses.replace(DiffIIConfig(), **values)
+    assert cli.config_from_args(args) == expected
+    # Flags override a --config file; fields given nowhere keep the paper's defaults.
+    (tmp_path / "config.json").write_text(expected.to_json())
+    args = cli.build_parser().parse_args(["generate", "cub", "--root", "r", "--cache-dir", "c", "--seed", "5",
+                                          "--no-gradient-checkpointing", "--config", str(tmp_path / "config.json")])
+    config = cli.config_from_args(args)
+    assert config == dataclasses.replace(expected, seed=5, gradient_checkpointing=False)
+    plain = cli.config_from_args(cli.build_parser().parse_args(["generate", "cub", "--root", "r", "--cache-dir", "c"]))
+    assert plain == DiffIIConfig()
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    (["generate", "cub-3shot", "--root", "r", "--cache-dir", "c"], 2, "'cub-5shot', 'cub-10shot'"),
+    (["generate", "cub-5shot", "--root", "/does/not/exist", "--cache-dir", "c"], 1,
+     "--root /does/not/exist: no such directory"),
+    (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--shots", "7"], 1,
+     "cub-5shot fixes shots=5; to use 7, name the benchmark instead: generate cub --shots 7"),
+    (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--split-ratio", "1.5"], 1, "split_ratio"),
+    (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--resolution", "30"], 1,
+     "resolution must be a positive multiple of 8"),
+    (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--concepts", "/no/such/concepts"], 1,
+     "--concepts /no/such/concepts"),
+    (["info", "/does/not/exist"], 1, "no such store directory"),
+    (["preview", "/does/not/exist"], 2, "the following arguments are required: -o/--output"),
+])
+def test_bad_input_is_one_clear_line(capsys, argv, status, message):
+    got, out, err = _main(capsys, *argv)
+    assert got == status
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_dataset_under_the_root_is_explained(capsys, tmp_path):
+    status, _, err = _main(capsys, "generate", "pet-5shot", "--root", str(tmp_path), "--cache-dir",
+                           str(tmp_path / "c"), *FAST_FLAGS)
+    assert status == 1
+    assert f"cannot load pet-5shot from {tmp_path}" in err and "Dataset not found" in err
+
+
+# -- generate -----------------------------------------------------------------------------------------------------
+
+
+def test_generate_writes_a_complete_store_and_says_where(generated, inputs):
+    out = generated.result.stdout
+    assert f"cub-5shot: 5 real images in 3 classes (metaclass 'bird') from {inputs[0]}" in out
+    assert "generated 10 synthetic images for 3 classes" in out
+    assert f"store: {generated.store} (10 synthetic images, complete)" in out
+    store = SyntheticStore(generated.store)
+    assert generated.store.parent == generated.cache and store.manifest()["complete"]
+    assert [store.class_record(c)["count"] for c in range(3)] == EXPECTED_COUNTS
+    assert store.header()["classes"] == CLASS_NAMES and store.header()["model"] == str(inputs[1])
+    assert len(list((generated.cache / "concepts").iterdir())) == 1
+
+
+def test_generate_again_skips_what_is_in_the_store(generated, inputs):
+    again = run_cli(*generate_args(*inputs, generated.cache), "-v")
+    assert again.returncode == 0, again.stderr
+    assert ("skipped 3 classes already in the store: 0 (Black footed Albatross), 1 (Laysan Albatross), "
+            "2 (Sooty Albatross)") in again.stdout
+    assert "nothing to generate: the store was already complete" in again.stdout
+    assert f"class 1 (Laysan Albatross) is already in the store {generated.store}, skipped" in again.stderr
+    assert "loaded" not in again.stderr  # no pipeline was loaded
+    assert store_path_from(again.stdout) == generated.store
+
+
+def test_generate_with_saved_concepts(generated, inputs, tmp_path):
+    (concepts,) = (generated.cache / "concepts").iterdir()
+    result = run_cli(*generate_args(*inputs, tmp_path / "cache", "--concepts", str(concepts), "--expansion-rate",
+                                    "1"))
+    assert result.returncode == 0, result.stderr
+    store = SyntheticStore(store_path_from(result.stdout))
+    assert store.header()["concepts"] != SyntheticStore(generated.store).header()["concepts"]
+    assert not store.header()["concepts"].startswith("learned:")
+    assert not (tmp_path / "cache" / "concepts").exists()  # nothing was learned
+    assert store.manifest()["total_images"] == 5
+
+
+# -- info, verify, preview ----------------------------------------------------------------------------------------
+
+
+def test_info_reports_config_counts_completeness_and_size(generated, capsys):
+    result = run_cli("info", str(generated.store), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    store = SyntheticStore(generated.store)
+    assert info["complete"] and info["size_bytes"] == store.size_on_disk()
+    assert info["header"]["config"]["split_ratio"] == 0.3 and info["header"]["metaclass"] == "bird"
+    assert [(r["name"], r["real"], r["synthetic"], r["committed"]) for r in info["classes"]] == [
+        ("Black footed Albatross", 2, 4, True), ("Laysan Albatross", 2, 4, True), ("Sooty Albatross", 1, 2, True)]
+    status, out, _ = _main(capsys, "info", str(generated.store))
+    assert status == 0
+    assert "status: complete" in out and f"({store.size_on_disk()} bytes)" in out
+    assert "images: 5 real, 10 synthetic of 10 expected" in out and '"split_ratio": 0.3' in out
+    assert any(line.split()[:4] == ["1", "Laysan", "Albatross", "2"] and line.endswith("committed")
+               for line in out.splitlines())
+
+
+def test_info_on_a_cache_dir_names_the_stores_in_it(generated, capsys):
+    status, _, err = _main(capsys, "info", str(generated.cache))
+    assert status == 1 and f"stores in it: {generated.store}" in err
+
+
+def test_verify_passes_then_finds_damage_and_missing_classes(generated, capsys, tmp_path):
+    ok = run_cli("verify", str(generated.store))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "OK (3 classes, 10 synthetic images, every checksum matches)" in ok.stdout
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(generated.store, damaged)
+    image = damaged / "classes/00001/images/00002.png"
+    image.write_bytes(image.read_bytes()[:-10])
+    result = run_cli("verify", str(damaged))
+    assert result.returncode == 1
+    assert "PROBLEM class 1 (Laysan Albatross): images/00002.png is checksum mismatch" in result.stdout
+    assert "NOT OK (1 problems, 0 classes missing)" in result.stdout
+
+    record = damaged / "classes/00001/class.json"  # a commit record rewritten to match the damage
+    record.write_text(record.read_text().replace('"count": 4', '"count": 3'))
+    status, out, _ = _main(capsys, "verify", str(damaged))
+    assert status == 1 and "class 1: its commit record does not match the manifest" in out
+
+    shutil.rmtree(damaged / "classes/00002")
+    (damaged / "manifest.json").unlink()
+    status, out, _ = _main(capsys, "verify", str(damaged))
+    assert status == 1 and "INCOMPLETE classes not generated yet: [2]" in out
+
+
+def test_preview_writes_the_grid_of_the_requested_classes(generated, capsys, tmp_path):
+    output = tmp_path / "sub" / "grid.png"
+    result = run_cli("preview", str(generated.store), "-o", str(output), "--classes", "0,Sooty Albatross",
+                     "--per-class", "3", "--tile", "40")
+    assert result.returncode == 0, result.stderr
+    expected = preview_store(SyntheticStore(generated.store), [0, 2], per_class=3, tile=40)
+    with Image.open(output) as image:
+        assert image.format == "PNG" and image.size == expected.size
+        assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(expected))
+    assert f"preview: {output} ({expected.width}x{expected.height} px)" in result.stdout
+    status, _, err = _main(capsys, "preview", str(generated.store), "-o", str(output), "--classes", "Dodo")
+    assert status == 1 and "'Dodo' is neither a class index (0..2) nor a class name" in err
+
+
+# -- export and push (diffii_datasets.hf) -------------------------------------------------------------------------
+
+
+def test_export_writes_a_loadable_dataset_folder(generated, inputs, tmp_path):
+    import datasets
+
+    folder = tmp_path / "export"
+    result = run_cli("export", str(generated.store), str(folder), "--config-name", "cub-5shot",
+                     "--test-root", str(inputs[0]))
+    assert result.returncode == 0, result.stderr
+    assert f"exported cub-5shot: 4 files in {folder}" in result.stdout
+    assert (folder / "README.md").is_file()
+    loaded = datasets.load_dataset(str(folder), "cub-5shot", cache_dir=str(tmp_path / "hf-cache"))
+    assert {split: len(rows) for split, rows in loaded.items()} == {"train": 5, "synthetic": 10, "test": 3}
+
+
+def test_export_refuses_an_incomplete_store_and_test_root_without_a_setting(generated, capsys, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(generated.store, partial)
+    SyntheticStore(partial).discard(2)
+    status, _, err = _main(capsys, "export", str(partial), str(tmp_path / "out"), "--config-name", "cub-5shot")
+    assert status == 1 and "Sooty Albatross" in err
+    status, _, err = _main(capsys, "export", str(generated.store), str(tmp_path / "out"), "--config-name", "mine",
+                           "--card", "cub", "--test-root", ".")
+    assert status == 1 and "--test-root needs --config-name to be one of the paper's settings" in err
+
+
+def test_push_without_a_token_fails_before_any_upload(generated, tmp_path):
+    result = run_cli("push", str(generated.store), "--repo-id", "someone/diffii-cub", "--config-name", "cub-5shot",
+                     HF_TOKEN="", HF_HOME=str(tmp_path / "hf-home"))
+    assert result.returncode == 1
+    assert "no Hugging Face token found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_push_uploads_the_exported_folder(generated, capsys, monkeypatch, tmp_path):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import EntryNotFoundError
+
+    uploads = []
+
+    def upload_folder(api, **kwargs):
+        folder = Path(kwargs["folder_path"])
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        uploads.append((kwargs["repo_id"], api.token, files))
+        return SimpleNamespace(commit_url="https://huggingface.co/datasets/someone/diffii-cub/commit/abc")
+
+    def no_readme(api, repo_id, filename, **kwargs):
+        raise EntryNotFoundError(f"{filename} not in {repo_id}")
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kwargs: None)
+    monkeypatch.setattr(HfApi, "repo_info", lambda api, repo_id, **kwargs: SimpleNamespace(sha="abc"))
+    monkeypatch.setattr(HfApi, "hf_hub_download", no_readme)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    status, out, err = _main(capsys, "push", str(generated.store), "--repo-id", "someone/diffii-cub",
+                             "--config-name", "cub-5shot", "--token", "hf_secret", "--private")
+    assert status == 0, err
+    assert uploads == [("someone/diffii-cub", "hf_secret", [
+        "README.md", "data/cub-5shot/synthetic-00000-of-00001.parquet",
+        "data/cub-5shot/train-00000-of-00001.parquet"])]
+    assert "pushed cub-5shot to someone/diffii-cub: https://huggingface.co/datasets/someone/diffii-cub/commit/abc" \
+        in out
+    assert "hf_secret" not in out + err
