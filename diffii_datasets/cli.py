@@ -32,15 +32,17 @@ EPILOG_DEMO = """examples:
 EPILOG_GENERATE = """examples:
   diffii-datasets generate cub-5shot --root data/ --cache-dir stores/
   diffii-datasets generate cub --shots 7 --root data/ --cache-dir stores/ --seed 1
-  diffii-datasets generate flower-lt-if100 --root data/ --cache-dir stores/ --split-ratio 1.0
+  diffii-datasets generate flower-lt-if100 --root data/ --expansion-rate 3 --inversion-steps 100
   diffii-datasets generate pet-5shot --root data/ --cache-dir stores/ --concepts pet-concepts/
   torchrun --nproc_per_node=8 -m diffii_datasets generate cub-5shot --root data/ --cache-dir /shared/stores
   accelerate launch --num_processes 8 -m diffii_datasets generate cub-5shot --root data/ --cache-dir /shared/stores
 
-Under torchrun or accelerate launch, classes are shared out over the ranks by their
-number of synthetic images, concept learning runs data-parallel, and the store is the
-same as a one-process run's. --cache-dir must be on a filesystem every rank sees. A
-run that was interrupted is completed by running the same command again.
+Unset knobs take the paper's defaults with the setting's split ratio (0.3 for 5-shot,
+0.1 for 10-shot, 1.0 for long-tail), as the Hugging Face builder does. Under torchrun
+or accelerate launch, classes are shared out over the ranks by their number of
+synthetic images, concept learning runs data-parallel, and the store is the same as a
+one-process run's. --cache-dir must be on a filesystem every rank sees. A run that was
+interrupted is completed by running the same command again.
 """
 
 EPILOG_INFO = """examples:
@@ -161,11 +163,43 @@ def _setting_names() -> tuple[list[str], list[str]]:
     return [s.name for s in list_benchmarks()], list(BENCHMARKS)
 
 
-def config_from_args(args: argparse.Namespace):
-    """The :class:`DiffIIConfig` of a ``generate`` command line: ``--config`` file, then every knob flag given."""
-    from diffii_datasets.config import DiffIIConfig
+def resolve_setting(args: argparse.Namespace):
+    """The :class:`BenchmarkSetting` that ``SETTING``, ``--shots`` and ``--imbalance-factor`` name."""
+    from diffii_datasets.benchmarks import list_benchmarks
 
-    base = DiffIIConfig()
+    settings = list_benchmarks()
+    fixed = {s.name: s for s in settings}
+    if args.setting in fixed:
+        setting = fixed[args.setting]
+        for flag, given, value in (("--shots", args.shots, setting.shots),
+                                   ("--imbalance-factor", args.imbalance_factor, setting.imbalance_factor)):
+            if given is not None and given != value:
+                raise CommandError(f"{args.setting} fixes {flag.lstrip('-')}={value}; to use {given}, name the "
+                                   f"benchmark instead: generate {setting.benchmark} {flag} {given} ...")
+        return setting
+    template = next(s for s in settings if s.benchmark == args.setting)
+    if template.shots is not None:
+        if args.shots is None or args.imbalance_factor is not None:
+            raise CommandError(f"{args.setting} is a few-shot benchmark: pass --shots N (the paper uses 5 and 10), "
+                               "not --imbalance-factor")
+        return dataclasses.replace(template, name=f"{args.setting}-{args.shots}shot", shots=args.shots)
+    if args.imbalance_factor is None or args.shots is not None:
+        raise CommandError(f"{args.setting} is a long-tail benchmark: pass --imbalance-factor F (the paper uses "
+                           "100, 20 and 10), not --shots")
+    return dataclasses.replace(template, name=f"{args.setting}-if{args.imbalance_factor:g}",
+                               imbalance_factor=args.imbalance_factor)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`DiffIIConfig` of a ``generate`` command line.
+
+    The paper's defaults with the setting's split ratio (as the Hub builder uses them),
+    or a ``--config`` file; then every knob flag given.
+    """
+    from diffii_datasets.config import DiffIIConfig
+    from diffii_datasets.hf.builder import setting_defaults
+
+    base = dataclasses.replace(DiffIIConfig(), **setting_defaults(resolve_setting(args)))
     if args.config is not None:
         try:
             base = DiffIIConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
@@ -184,28 +218,15 @@ def config_from_args(args: argparse.Namespace):
 
 def _load_training_set(args: argparse.Namespace, seed: int):
     """The setting's training subset and metaclass (the test split is not needed to generate)."""
-    from diffii_datasets.benchmarks import list_benchmarks, load_benchmark
-
     root = Path(args.root).expanduser()
     if not root.is_dir():
         raise CommandError(f"--root {args.root}: no such directory (it should hold the datasets in torchvision's "
                            "layouts, e.g. CUB_200_2011/, flowers-102/)")
-    fixed = {s.name: s for s in list_benchmarks()}
-    setting = fixed.get(args.setting)
-    if setting is not None:
-        for flag, given, value in (("--shots", args.shots, setting.shots),
-                                   ("--imbalance-factor", args.imbalance_factor, setting.imbalance_factor)):
-            if given is not None and given != value:
-                raise CommandError(f"{args.setting} fixes {flag.lstrip('-')}={value}; to use {given}, name the "
-                                   f"benchmark instead: generate {setting.benchmark} {flag} {given} ...")
-        name, shots, factor = setting.benchmark, setting.shots, setting.imbalance_factor
-    else:
-        name, shots, factor = args.setting, args.shots, args.imbalance_factor
+    setting = resolve_setting(args)
     try:
-        bench = load_benchmark(name, root, shots=shots, imbalance_factor=factor, seed=seed, profile=args.profile,
-                               download=args.download)
+        bench = setting.load(root, seed, profile=args.profile, download=args.download)
     except (RuntimeError, OSError, ValueError) as error:
-        raise CommandError(f"cannot load {args.setting} from {root}: {error}") from None
+        raise CommandError(f"cannot load {setting.name} from {root}: {error}") from None
     return bench.train, bench.metaclass
 
 
@@ -243,7 +264,7 @@ def _print_generate_summary(args: argparse.Namespace, augmented, generated: list
     store, report = augmented.store, augmented.report
     header = store.header()
     counts = header["expected_counts"]
-    print(f"{args.setting}: {len(augmented.original)} real images in {len(augmented.classes)} classes "
+    print(f"{resolve_setting(args).name}: {len(augmented.original)} real images in {len(augmented.classes)} classes "
           f"(metaclass {augmented.metaclass!r}) from {Path(args.root).expanduser()}")
     skipped = [c for c in range(len(augmented.classes)) if c not in generated]
     if skipped:
@@ -534,6 +555,7 @@ def _add_hub_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(generate: argparse.ArgumentParser) -> None:
+    from diffii_datasets.augmented import default_cache_dir
     from diffii_datasets.benchmarks import LONG_TAIL_PROFILES
     from diffii_datasets.config import DiffIIConfig
 
@@ -542,8 +564,9 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
                           help=f"a paper setting ({', '.join(settings)}) or a benchmark with --shots / "
                                f"--imbalance-factor ({', '.join(benchmarks)})")
     generate.add_argument("--root", required=True, help="folder holding the datasets in torchvision's layouts")
-    generate.add_argument("--cache-dir", required=True,
-                          help="where stores (and learned concepts) live; shared by all ranks of a launch")
+    generate.add_argument("--cache-dir", default=default_cache_dir(),
+                          help="where stores (and learned concepts) live; on a filesystem all ranks of a launch "
+                               "share (default: $DIFFII_DATASETS_CACHE or %(default)s)")
     generate.add_argument("--shots", type=_positive_int, help="images per class, for cub, aircraft, cars, pet")
     generate.add_argument("--imbalance-factor", type=float, help="long-tail imbalance factor, for cub-lt, flower-lt")
     generate.add_argument("--profile", choices=LONG_TAIL_PROFILES, default="exponential",

@@ -81,22 +81,34 @@ def test_every_config_field_is_a_generate_flag(tmp_path):
     for name, value in values.items():
         flag = "--" + name.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
-    args = cli.build_parser().parse_args(argv)
     expected = dataclasses.replace(DiffIIConfig(), **values)
-    assert cli.config_from_args(args) == expected
-    # Flags override a --config file; fields given nowhere keep the paper's defaults.
+    assert _config(*argv) == expected
+    # Flags override a --config file.
     (tmp_path / "config.json").write_text(expected.to_json())
-    args = cli.build_parser().parse_args(["generate", "cub", "--root", "r", "--cache-dir", "c", "--seed", "5",
-                                          "--no-gradient-checkpointing", "--config", str(tmp_path / "config.json")])
-    config = cli.config_from_args(args)
-    assert config == dataclasses.replace(expected, seed=5, gradient_checkpointing=False)
-    plain = cli.config_from_args(cli.build_parser().parse_args(["generate", "cub", "--root", "r", "--cache-dir", "c"]))
-    assert plain == DiffIIConfig()
+    overridden = _config("generate", "cub-10shot", "--root", "r", "--seed", "5", "--no-gradient-checkpointing",
+                         "--config", str(tmp_path / "config.json"))
+    assert overridden == dataclasses.replace(expected, seed=5, gradient_checkpointing=False)
+
+
+@pytest.mark.parametrize("setting, split_ratio", [
+    (["cub-5shot"], 0.3), (["pet-10shot"], 0.1), (["cub-lt-if100"], 1.0), (["flower-lt-if10"], 1.0),
+    (["cub", "--shots", "3"], 0.3), (["aircraft", "--shots", "7"], 0.1), (["cub-lt", "--imbalance-factor", "50"], 1.0),
+])
+def test_unset_knobs_are_the_paper_defaults_with_the_settings_split_ratio(setting, split_ratio):
+    assert _config("generate", *setting, "--root", "r") == DiffIIConfig(split_ratio=split_ratio)
+    assert _config("generate", *setting, "--root", "r", "--split-ratio", "0.5").split_ratio == 0.5
+
+
+def _config(*argv):
+    return cli.config_from_args(cli.build_parser().parse_args(list(argv)))
 
 
 @pytest.mark.parametrize("argv, status, message", [
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     (["generate", "cub-3shot", "--root", "r", "--cache-dir", "c"], 2, "'cub-5shot', 'cub-10shot'"),
+    (["generate", "cub", "--root", ".", "--cache-dir", "c"], 1, "cub is a few-shot benchmark: pass --shots N"),
+    (["generate", "cub-lt", "--root", ".", "--shots", "5"], 1, "cub-lt is a long-tail benchmark: pass "
+                                                               "--imbalance-factor F"),
     (["generate", "cub-5shot", "--root", "/does/not/exist", "--cache-dir", "c"], 1,
      "--root /does/not/exist: no such directory"),
     (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--shots", "7"], 1,
