@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffii_datasets.diffusion.denoise import two_stage_denoise
+from diffii_datasets.diffusion.denoise import suffix_steps, two_stage_denoise
 from diffii_datasets.diffusion.interpolation import (
     INTERPOLATION_METHODS,
     interpolate,
@@ -218,8 +218,10 @@ def generate_class(
     if config.split_ratio > 0 and not suffix_list:
         raise ValueError(f"suffixes must not be empty when split_ratio > 0 (got split_ratio={config.split_ratio}); "
                          "pass at least one suffix or set split_ratio=0")
-    if not config.split_ratio:
-        suffix_list = []  # the suffixed stage never runs, so no suffix is drawn or reported
+    if not any(suffix_steps(pipe, config.denoising_steps, config.split_ratio)):
+        # No step reaches the suffix threshold (split_ratio 0, or too few steps for the ratio):
+        # the suffixed stage never runs, so no suffix is drawn or reported.
+        suffix_list = []
     class_seed_value = class_seed(seed, class_index)
     if num_images == 0:
         return iter(())
@@ -251,7 +253,8 @@ def _generate(pipe, inversions: torch.Tensor, prompt: str, suffixed_prompts: lis
             batch_suffixed = [suffixed_prompts[c] for c in chosen]
         else:
             batch_suffixes, batch_suffixed = [""] * (stop - start), None
-        images = two_stage_denoise(pipe, latents, prompt, batch_suffixed, config.split_ratio, config.denoising_steps,
+        split_ratio = config.split_ratio if batch_suffixed is not None else 0.0
+        images = two_stage_denoise(pipe, latents, prompt, batch_suffixed, split_ratio, config.denoising_steps,
                                    config.guidance_scale, "pil", stop - start, resolution=config.resolution,
                                    prompt_encoder=encoder, autocast_dtype=config.autocast_dtype)
         for offset, image in enumerate(images):

@@ -228,6 +228,14 @@ def test_suffixes(tiny_pipe, spy):
     assert (_pixels(plain) == _pixels(with_unused)).all()  # unused suffixes change nothing
 
 
+def test_no_suffix_is_reported_when_no_step_reaches_the_threshold(tiny_pipe):
+    # 3 steps run at 667, 334, 1: all below 1000 * (1 - 0.3), so the suffixed stage never runs.
+    short = dataclasses.replace(FAST, split_ratio=0.3, denoising_steps=3, expansion_rate=1.0)
+    assert [s.suffix for s in _run(tiny_pipe, _inversions(2), short)] == ["", ""]
+    longer = dataclasses.replace(short, denoising_steps=4)  # 751 >= 700: the first step uses a suffix
+    assert all(s.suffix for s in _run(tiny_pipe, _inversions(2), longer))
+
+
 def test_bad_inversions_and_config(tiny_pipe):
     with pytest.raises(ValueError, match=r"inversions must have shape \[B, 4, 16, 16\]"):
         generate_class(tiny_pipe, torch.zeros(3, 4, 8, 8), "<class_0>", "bird", SUFFIXES, FAST, seed=0, class_index=0)
