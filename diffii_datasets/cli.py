@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -197,9 +196,8 @@ def config_from_args(args: argparse.Namespace):
     or a ``--config`` file; then every knob flag given.
     """
     from diffii_datasets.config import DiffIIConfig
-    from diffii_datasets.hf.builder import setting_defaults
 
-    base = dataclasses.replace(DiffIIConfig(), **setting_defaults(resolve_setting(args)))
+    base = DiffIIConfig(split_ratio=resolve_setting(args).split_ratio)
     if args.config is not None:
         try:
             base = DiffIIConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
@@ -352,31 +350,12 @@ def _human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _manifest_problems(store, header: dict[str, Any]) -> list[str]:
-    """Where the manifest disagrees with the store's header or with the committed classes' records."""
-    manifest = store.manifest()
-    if manifest is None:
-        return []
-    problems = [f"manifest field {key!r} differs from store.json" for key, value in header.items()
-                if manifest.get(key) != value]
-    recorded = manifest.get("class_records", {})
-    for index in range(len(header["classes"])):
-        entry = recorded.get(f"{index:05d}")
-        if entry is None:
-            problems.append(f"class {index} is missing from the manifest")
-        elif store.is_committed(index):
-            record_file = store.class_dir(index) / "class.json"
-            if hashlib.sha256(record_file.read_bytes()).hexdigest() != entry.get("class_json_sha256"):
-                problems.append(f"class {index}: its commit record does not match the manifest")
-    return problems
-
-
 def _verify(args: argparse.Namespace) -> int:
     store, header = _open_store(args.store)
     classes = list(range(len(header["classes"])))
     problems = [f"class {p.class_index} ({header['classes'][p.class_index]}): {p.file} is {p.reason}"
                 for p in store.verify(classes)]
-    problems += _manifest_problems(store, header)
+    problems += store.verify_manifest()
     missing = [c for c in classes if not store.is_committed(c)]
     for line in problems:
         print(f"PROBLEM {line}")

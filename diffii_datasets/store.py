@@ -328,6 +328,24 @@ class SyntheticStore:
         write_atomic(self.path / "manifest.json", data)
         return manifest
 
+    def verify_manifest(self) -> list[str]:
+        """Where ``manifest.json`` disagrees with ``store.json`` or with the committed classes' records."""
+        manifest, header = self.manifest(), self.header() or {}
+        if manifest is None:
+            return []
+        problems = [f"manifest field {key!r} differs from store.json" for key, value in header.items()
+                    if manifest.get(key) != value]
+        recorded = manifest.get("class_records", {})
+        for index in range(len(header.get("classes", []))):
+            entry = recorded.get(f"{index:05d}")
+            if entry is None:
+                problems.append(f"class {index} is missing from the manifest")
+            elif self.is_committed(index):
+                digest = _sha256((self.class_dir(index) / "class.json").read_bytes())
+                if digest != entry.get("class_json_sha256"):
+                    problems.append(f"class {index}: its commit record does not match the manifest")
+        return problems
+
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 

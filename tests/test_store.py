@@ -116,3 +116,14 @@ def test_unusable_cache_dir_is_a_clear_error(tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(ValueError, match="cache_dir must be a writable directory"):
         SyntheticStore.create(tmp_path / "a-file" / "store", HEADER)
+
+
+def test_verify_manifest_finds_a_stale_commit_record(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    _fill(store, 0)
+    _fill(store, 1)
+    store.finalize([0, 1], VERSIONS)
+    assert store.verify_manifest() == []
+    record = store.class_dir(1) / "class.json"
+    record.write_text(record.read_text().replace('"count": 3', '"count": 2'))
+    assert store.verify_manifest() == ["class 1: its commit record does not match the manifest"]

@@ -91,6 +91,13 @@ class BenchmarkSetting:
     shots: int | None = None
     imbalance_factor: int | None = None
 
+    @property
+    def split_ratio(self) -> float:
+        """The paper's two-stage split ratio for this setting: 0.3 (5-shot), 0.1 (10-shot), 1.0 (long-tail)."""
+        if self.imbalance_factor is not None:
+            return 1.0
+        return 0.3 if self.shots <= 5 else 0.1
+
     def load(self, root: str | Path, seed: int = 0, **kwargs) -> Benchmark:
         """Same as ``load_setting(self.name, root, seed, **kwargs)``."""
         return load_benchmark(self.benchmark, root, shots=self.shots, imbalance_factor=self.imbalance_factor,

@@ -8,7 +8,7 @@
   a card rendered from ``hub_cards/``; several configs share one repository.
 """
 
-from diffii_datasets.hf.builder import KNOBS, DiffIIBuilder, DiffIIBuilderConfig, load, setting_defaults
+from diffii_datasets.hf.builder import KNOBS, DiffIIBuilder, DiffIIBuilderConfig, load
 from diffii_datasets.hf.cards import FAMILIES, cards_dir
 from diffii_datasets.hf.convert import IncompleteStoreError, open_store, to_dataset_dict
 from diffii_datasets.hf.features import SPLITS, check_features, diffii_features
@@ -31,6 +31,5 @@ __all__ = [
     "open_store",
     "prebuilt_files",
     "push_to_hub",
-    "setting_defaults",
     "to_dataset_dict",
 ]

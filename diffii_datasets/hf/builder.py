@@ -36,18 +36,11 @@ from diffii_datasets.store import SyntheticStore
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DiffIIBuilder", "DiffIIBuilderConfig", "KNOBS", "load", "setting_defaults"]
+__all__ = ["DiffIIBuilder", "DiffIIBuilderConfig", "KNOBS", "load"]
 
 # Every DiffIIConfig field can be passed to the builder by name; ``seed`` is the builder
 # config's own field, as it also draws the real subset.
 KNOBS = tuple(field.name for field in dataclasses.fields(DiffIIConfig) if field.name != "seed")
-
-
-def setting_defaults(setting: BenchmarkSetting) -> dict[str, Any]:
-    """The knobs the paper sets per setting: split ratio 0.3 (5-shot), 0.1 (10-shot), 1.0 (long-tail)."""
-    if setting.imbalance_factor is not None:
-        return {"split_ratio": 1.0}
-    return {"split_ratio": 0.3 if setting.shots <= 5 else 0.1}
 
 
 def _settings() -> dict[str, BenchmarkSetting]:
@@ -85,7 +78,8 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
 
     def diffii_config(self) -> DiffIIConfig:
         """The full Diff-II configuration: paper defaults, the setting's defaults, then ``diffii``."""
-        return DiffIIConfig.from_dict({**setting_defaults(self.setting()), **(self.diffii or {}), "seed": self.seed})
+        defaults = {"split_ratio": self.setting().split_ratio}
+        return DiffIIConfig.from_dict({**defaults, **(self.diffii or {}), "seed": self.seed})
 
 
 class DiffIIBuilder(datasets.GeneratorBasedBuilder):

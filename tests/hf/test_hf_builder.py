@@ -18,7 +18,6 @@ from diffii_datasets.hf import (
     DiffIIBuilder,
     diffii_features,
     export_to_folder,
-    setting_defaults,
     to_dataset_dict,
 )
 
@@ -42,7 +41,7 @@ def test_one_builder_config_per_paper_setting():
     assert [config.name for config in DiffIIBuilder.BUILDER_CONFIGS] == [s.name for s in list_benchmarks()]
     assert len(DiffIIBuilder.BUILDER_CONFIGS) == 14
     assert set(KNOBS) | {"seed"} == {field.name for field in dataclasses.fields(DiffIIConfig)}
-    ratios = {s.name: setting_defaults(s)["split_ratio"] for s in list_benchmarks()}
+    ratios = {s.name: s.split_ratio for s in list_benchmarks()}
     assert ratios["cub-5shot"] == 0.3 and ratios["pet-10shot"] == 0.1 and ratios["flower-lt-if20"] == 1.0
 
 
