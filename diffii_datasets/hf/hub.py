@@ -329,7 +329,8 @@ def push_to_hub(
     if setting is not None:
         _check_store_fits_setting(store, setting)
     if token is None and get_token() is None:
-        raise RuntimeError("no Hugging Face token found: pass token=, set HF_TOKEN, or run `hf auth login`")
+        raise RuntimeError("no Hugging Face token found: pass token= (--token on the command line), "
+                           "set HF_TOKEN, or run `hf auth login`")
 
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
