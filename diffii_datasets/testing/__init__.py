@@ -110,6 +110,26 @@ def tiny_clip_tokenizer(words: Sequence[str] = TOKENIZER_WORDS):
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
+def _assemble(unet, vae, text_encoder, tokenizer, torch_dtype: torch.dtype, device: str | torch.device | None):
+    """A ``StableDiffusionPipeline`` of the given modules with SD-1.5's scheduler, no safety checker, quiet."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    if torch_dtype != torch.float32:
+        pipe.to(dtype=torch_dtype)
+    return pipe.to(device) if device is not None else pipe
+
+
 def tiny_pipeline(
     seed: int = 0,
     *,
@@ -125,7 +145,7 @@ def tiny_pipeline(
     pixels wide. The scheduler mirrors SD-1.5's. The same ``seed`` gives the same
     weights bit for bit, and the global RNG is left untouched.
     """
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = tiny_clip_tokenizer()
@@ -168,20 +188,7 @@ def tiny_pipeline(
                 pad_token_id=tokenizer.pad_token_id,
             )
         )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    if torch_dtype != torch.float32:
-        pipe.to(dtype=torch_dtype)
-    return pipe.to(device) if device is not None else pipe
+    return _assemble(unet, vae, text_encoder, tokenizer, torch_dtype, device)
 
 
 # Stable Diffusion 1.5's architecture ("sd15": the real sizes, 512 px) and a scaled-down copy ("small", 256 px)
@@ -223,7 +230,7 @@ def sd_shaped_pipeline(
     random, so the images are noise, but every operation and its cost are real.
     The same ``seed`` gives the same weights; the global RNG is left untouched.
     """
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if size not in SD_SHAPES:
@@ -265,20 +272,7 @@ def sd_shaped_pipeline(
                 **text,
             )
         )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    if torch_dtype != torch.float32:
-        pipe.to(dtype=torch_dtype)
-    return pipe.to(device) if device is not None else pipe
+    return _assemble(unet, vae, text_encoder, tokenizer, torch_dtype, device)
 
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
