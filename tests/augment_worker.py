@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+import torch
+
 from diffii_datasets import synthesis
 from diffii_datasets.store import ClassWriter
 from diffii_datasets.testing import tiny_pipeline
@@ -27,6 +29,8 @@ def main() -> None:
     parser.add_argument("--kill-in-class", type=int)
     parser.add_argument("--kill-after", type=int, default=1)
     args = parser.parse_args()
+    # Float results (so image bytes) depend on the intra-op thread count: match the parent test process.
+    torch.set_num_threads(int(os.environ["DIFFII_TEST_THREADS"]))
 
     if args.kill_in_class is not None:
         original_add = ClassWriter.add

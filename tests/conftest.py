@@ -1,12 +1,14 @@
 """Shared fixtures. The offline guard is loaded as a plugin (see setup.cfg)."""
 
+import os
+
 import pytest
 import torch
 
 pytest_plugins = ["pytester"]
 
-# Two cores: keep intra-op threads from oversubscribing DataLoader workers and subprocesses.
-torch.set_num_threads(2)
+# Two cores: one intra-op thread per xdist worker (two workers), two when running alone.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 import collections
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -21,6 +22,12 @@ from diffii_datasets.store import StoreMismatchError
 from diffii_datasets.testing import tiny_pipeline
 
 WORKER = Path(__file__).with_name("augment_worker.py")
+
+
+def _worker(*args):
+    """Command and environment of a worker process that computes exactly as this process does."""
+    env = {**os.environ, "DIFFII_TEST_THREADS": str(torch.get_num_threads())}
+    return [sys.executable, str(WORKER), *map(str, args)], env
 
 
 def _store_files(store_path):
@@ -235,13 +242,14 @@ def test_corrupt_and_deleted_images_are_detected_and_regenerated(tmp_path, prepa
 
 def test_kill_during_generation_then_prepare_equals_uninterrupted_run(tmp_path, prepared, pipe):
     cache = tmp_path / "cache"
-    killed = subprocess.run([sys.executable, str(WORKER), str(cache), "--kill-in-class", "1", "--kill-after", "2"],
-                            capture_output=True, text=True, timeout=300)
+    command, env = _worker(cache, "--kill-in-class", 1, "--kill-after", 2)
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr
     store_path = cache / prepared.store.path.name
     assert (store_path / "classes/00000/class.json").is_file()
     assert not (store_path / "classes/00001").exists() and list((store_path / "classes").glob(".tmp-00001-*"))
-    resumed = subprocess.run([sys.executable, str(WORKER), str(cache)], capture_output=True, text=True, timeout=300)
+    command, env = _worker(cache)
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.splitlines()[-1]) == {"generated": [1, 2], "skipped": [0]}
     assert _store_files(store_path) == _store_files(prepared.store.path)
@@ -249,8 +257,9 @@ def test_kill_during_generation_then_prepare_equals_uninterrupted_run(tmp_path, 
 
 def test_two_processes_preparing_at_once_generate_each_class_once(tmp_path, prepared):
     cache = tmp_path / "cache"
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(cache)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command, env = _worker(cache)
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
