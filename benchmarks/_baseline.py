@@ -95,7 +95,8 @@ def invert_one(pipe, image: Image.Image, prompt: str, num_inference_steps: int =
     cond, _ = pipe.encode_prompt(prompt, device, 1, False)
     pixels = pipe.image_processor.preprocess(image.convert("RGB").resize((resolution, resolution),
                                                                          Image.Resampling.BILINEAR))
-    pixels = pixels.to(device, pipe.vae.dtype)
+    # preprocess returns a channels-last view; the reference's ToTensor/Normalize gave a contiguous batch
+    pixels = pixels.contiguous().to(device, pipe.vae.dtype)
     latents = pipe.vae.encode(pixels).latent_dist.mean.float() * pipe.vae.config.scaling_factor
     scheduler = DDIMInverseScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(num_inference_steps, device=device)
