@@ -185,6 +185,7 @@ class DiffIIAugmented(Dataset):
         self._base_targets: list[int] = []
         self._synthetic_records: list[dict[str, Any]] = []
         self._synthetic_by_class: list[list[int]] = []
+        self._synthetic_paths: list[str] = []  # resolved once: a DataLoader reads each one every epoch
         self._replacement_weights: np.ndarray | None = None
 
     # -- preparation -----------------------------------------------------------------------
@@ -244,6 +245,7 @@ class DiffIIAugmented(Dataset):
         weights = np.array([1.0 / (n + 1) if by_class[c] else 0.0 for c, n in enumerate(real_counts)])
         self._store, self._base_targets = store, targets
         self._synthetic_records, self._synthetic_by_class = records, by_class
+        self._synthetic_paths = [str(store.image_path(record["label"], record["file"])) for record in records]
         self._replacement_weights = weights / weights.sum() if weights.sum() > 0 else None
 
     # -- the Dataset interface ---------------------------------------------------------------
@@ -299,10 +301,8 @@ class DiffIIAugmented(Dataset):
         return to_pil_rgb(image, name=f"base_dataset[{index}] image"), label
 
     def _load_synthetic(self, synthetic_index: int) -> tuple[Image.Image, int]:
-        record = self._synthetic_records[synthetic_index]
-        assert self._store is not None
-        with Image.open(self._store.image_path(record["label"], record["file"])) as image:
-            return image.convert("RGB"), record["label"]
+        with Image.open(self._synthetic_paths[synthetic_index]) as image:
+            return image.convert("RGB"), self._synthetic_records[synthetic_index]["label"]
 
     def __getstate__(self) -> dict[str, Any]:
         self.prepare()  # workers must never generate: prepare before the dataset is copied to them
