@@ -171,6 +171,70 @@ class ModuleTimer:
             handle.remove()
 
 
+# -- what limits a run -------------------------------------------------------------------------------------------------
+
+
+def unet_inputs(pipe, batch: int, device: torch.device):
+    side = int(pipe.unet.config.sample_size)
+    latents = torch.randn(batch, int(pipe.unet.config.in_channels), side, side, device=device, dtype=pipe.unet.dtype)
+    text = torch.randn(batch, 77, int(pipe.unet.config.cross_attention_dim), device=device, dtype=pipe.unet.dtype)
+    return latents, torch.tensor(500, device=device), text
+
+
+@torch.no_grad()
+def unet_ms_per_image(pipe, batch: int, device: torch.device, autocast_dtype: str | None = None,
+                      repeats: int = 3) -> float:
+    """Best-of-``repeats`` milliseconds of one UNet forward call per batch row."""
+    from diffii_datasets.diffusion.pipeline import model_autocast
+
+    latents, timestep, text = unet_inputs(pipe, batch, device)
+    best = float("inf")
+    with model_autocast(pipe, autocast_dtype):
+        pipe.unet(latents, timestep, encoder_hidden_states=text)
+        for _ in range(repeats):
+            with stopwatch(device) as elapsed:
+                pipe.unet(latents, timestep, encoder_hidden_states=text)
+            best = min(best, elapsed[0])
+    return 1000 * best / batch
+
+
+@torch.no_grad()
+def unet_top_ops(pipe, batch: int, device: torch.device, autocast_dtype: str | None = None,
+                 count: int = 3) -> str:
+    """The operators taking most of one UNet call's time, as ``"name 41%, name 23%, ..."`` (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from diffii_datasets.diffusion.pipeline import model_autocast
+
+    latents, timestep, text = unet_inputs(pipe, batch, device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with model_autocast(pipe, autocast_dtype):
+        pipe.unet(latents, timestep, encoder_hidden_states=text)
+        with profile(activities=activities) as profiler:
+            pipe.unet(latents, timestep, encoder_hidden_states=text)
+            synchronize(device)
+    attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(profiler.key_averages(), key=lambda e: getattr(e, attribute), reverse=True)
+    total = sum(getattr(e, attribute) for e in events) or 1.0
+    return ", ".join(f"{e.key.removeprefix('aten::')} {100 * getattr(e, attribute) / total:.0f}%"
+                     for e in events[:count])
+
+
+def batching_note(pipe, device: torch.device, baseline_batch: int, engine_batch: int,
+                  autocast_dtypes: Sequence[str | None]) -> str:
+    """What bounds an engine that batches: the UNet's cost per image at the baseline's and the engine's batch."""
+    parts = []
+    baseline_ms = unet_ms_per_image(pipe, baseline_batch, device)
+    for autocast_dtype in autocast_dtypes:
+        engine_ms = unet_ms_per_image(pipe, engine_batch, device, autocast_dtype)
+        label = f"{autocast_dtype} autocast" if autocast_dtype else str(pipe.unet.dtype).removeprefix("torch.")
+        parts.append(f"{engine_ms:.1f} ms at batch {engine_batch} in {label} (at most {baseline_ms / engine_ms:.2f}x)")
+    top = unet_top_ops(pipe, engine_batch, device)
+    return (f"one UNet call costs {baseline_ms:.1f} ms per row at the baseline's batch {baseline_batch}, "
+            + "; ".join(parts) + f": the UNet's work per image bounds the speedup; where its time goes at batch "
+            f"{engine_batch}: {top}")
+
+
 # -- memory ------------------------------------------------------------------------------------------------------------
 
 

@@ -147,6 +147,9 @@ def bench_size(size: str, args, figures: _common.Figures) -> None:
         f"{args.classes} classes, {job.config.denoising_steps} steps, engine batch {job.config.batch_size}, "
         f"best of {args.rounds}; engine seconds include its one pipeline load, {load_s:.2f} s)",
         ["run", "images", "seconds", "images/s", "speedup", "max |pixel diff|"], rows)
+    batch = 2 * job.config.batch_size  # classifier-free guidance doubles the UNet batch
+    figures.note(f"{size}: " + _common.batching_note(pipe, args.device, 2, batch,
+                                                     [key for key in runs if key != "baseline"]))
     precision = "fp16" if job.dtype == torch.float16 else "fp32"
     figures.add(f"generation_speedup_{size}_{precision}", speedups[None], "x", TARGETS[size])
     if "bfloat16" in speedups:

@@ -77,6 +77,8 @@ def bench_size(size: str, args, figures: _common.Figures) -> None:
         f"inversion, {size} pipeline ({resolution}px, {str(pipe.unet.dtype).removeprefix('torch.')}, {args.steps} "
         f"steps, guidance 1.0, engine batch 8, best of {args.rounds})",
         ["run", "images", "seconds", "images/s", "speedup", "relative diff of x_T"], rows)
+    figures.note(f"{size}: " + _common.batching_note(pipe, args.device, 1, min(8, count),
+                                                     [key for key in runs if key != "baseline"]))
     precision = "fp16" if pipe.unet.dtype == torch.float16 else "fp32"
     figures.add(f"inversion_speedup_{size}_{precision}", speedups[None], "x", TARGETS[size])
     if "bfloat16" in speedups:
