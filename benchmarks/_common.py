@@ -183,7 +183,7 @@ def unet_inputs(pipe, batch: int, device: torch.device):
 
 @torch.no_grad()
 def unet_ms_per_image(pipe, batch: int, device: torch.device, autocast_dtype: str | None = None,
-                      repeats: int = 3) -> float:
+                      repeats: int = 5) -> float:
     """Best-of-``repeats`` milliseconds of one UNet forward call per batch row."""
     from diffii_datasets.diffusion.pipeline import model_autocast
 
