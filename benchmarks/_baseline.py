@@ -75,9 +75,12 @@ def generate_class(model_dir: str, device: torch.device, dtype: torch.dtype, inv
     pipe = reload_pipeline(model_dir, device, dtype)
     images = []
     for index in range(plan.count):
-        a, b = inversions[plan.pairs[index, 0]], inversions[plan.pairs[index, 1]]
-        lam = float(plan.uniforms[index] * lam_upper_bound(interpolation_angle(a, b), config.interpolation))
-        latent = interpolate(a, b, lam, config.interpolation)
+        if plan.pairs is None:  # a class with one image starts from noise
+            latent = plan.noise[index]
+        else:
+            a, b = inversions[plan.pairs[index, 0]], inversions[plan.pairs[index, 1]]
+            lam = float(plan.uniforms[index] * lam_upper_bound(interpolation_angle(a, b), config.interpolation))
+            latent = interpolate(a, b, lam, config.interpolation)
         suffixed = suffixed_prompts[int(plan.suffix_choices[index])]
         images.append(generate_one(pipe, latent, prompt, suffixed, config.split_ratio, config.denoising_steps,
                                    config.guidance_scale))

@@ -57,7 +57,7 @@ def make_job(size: str, args, model_dir: str) -> Job:
     pipe = _common.build_pipeline(size, args.device)
     pipe.save_pretrained(model_dir)
     images = args.images or (4 if args.quick else IMAGES_PER_CLASS[size])
-    real = min(REAL_PER_CLASS, images)
+    real = min(REAL_PER_CLASS, max(2, images))  # at least a pair to interpolate
     config = GenerationConfig(expansion_rate=images / real, split_ratio=0.3, denoising_steps=args.steps,
                               guidance_scale=7.5, batch_size=8, resolution=_common.resolution(pipe))
     generator = torch.Generator().manual_seed(0)
