@@ -2,52 +2,53 @@
 
 Importable without any dataset or Hub code: arrows point down from the dataset
 layer (``diffii_datasets.augmented``, ``hf``, ``cli``) into this package, never back.
+Names load lazily, so ``import diffii_datasets.diffusion.interpolation`` or reading
+a config loads neither diffusers nor transformers.
 """
 
-from diffii_datasets.diffusion.concept_import import import_released_concepts
-from diffii_datasets.diffusion.concepts import ConceptConfig, ConceptSet, class_token, learn_concepts
-from diffii_datasets.diffusion.denoise import decode_latents, denoising_timesteps, suffix_steps, two_stage_denoise
-from diffii_datasets.diffusion.generator import (
-    INTERPOLATIONS,
-    GenerationConfig,
-    SyntheticSample,
-    class_seed,
-    generate_class,
-    invert_class,
-    num_synthetic,
-)
-from diffii_datasets.diffusion.interpolation import (
-    circle_interpolate,
-    interpolate,
-    linear_interpolate,
-    random_circle_interpolate,
-    random_interpolate,
-    spherical_extrapolate,
-    spherical_interpolate,
-)
-from diffii_datasets.diffusion.inversion import ddim_invert
-from diffii_datasets.diffusion.pipeline import PromptEncoder, load_pipeline, pipeline_resolution
-from diffii_datasets.diffusion.prompts import build_prompt, normalize_suffix
-from diffii_datasets.diffusion.suffixes import (
-    BUILTIN_FAMILIES,
-    DEFAULT_CAPTIONER,
-    DEFAULT_SUMMARISER,
-    BuiltinSuffixes,
-    CaptionedSuffixes,
-    SuffixParseError,
-    SuffixProvider,
-    UserSuffixes,
-    check_prompt_length,
-    suffix_provider,
-)
+from diffii_datasets._lazy import lazy_exports
 
-__all__ = ["build_prompt", "normalize_suffix",
-           "ConceptConfig", "ConceptSet", "class_token", "import_released_concepts", "learn_concepts",
-           "BUILTIN_FAMILIES", "DEFAULT_CAPTIONER", "DEFAULT_SUMMARISER", "BuiltinSuffixes", "CaptionedSuffixes",
-           "SuffixParseError", "SuffixProvider", "UserSuffixes", "check_prompt_length", "suffix_provider",
-           "circle_interpolate", "interpolate", "linear_interpolate", "random_circle_interpolate",
-           "random_interpolate", "spherical_extrapolate", "spherical_interpolate",
-           "ddim_invert", "decode_latents", "denoising_timesteps", "suffix_steps", "two_stage_denoise",
-           "PromptEncoder", "load_pipeline", "pipeline_resolution",
-           "INTERPOLATIONS", "GenerationConfig", "SyntheticSample", "class_seed", "generate_class", "invert_class",
-           "num_synthetic"]
+_EXPORTS = {
+    "build_prompt": "diffii_datasets.diffusion.prompts",
+    "check_prompt_length": "diffii_datasets.diffusion.prompts",
+    "normalize_suffix": "diffii_datasets.diffusion.prompts",
+    "AUTOCAST_DTYPES": "diffii_datasets.diffusion.config",
+    "INTERPOLATION_METHODS": "diffii_datasets.diffusion.config",
+    "GenerationConfig": "diffii_datasets.diffusion.config",
+    "ConceptConfig": "diffii_datasets.diffusion.concepts",
+    "ConceptSet": "diffii_datasets.diffusion.concepts",
+    "class_token": "diffii_datasets.diffusion.concepts",
+    "import_released_concepts": "diffii_datasets.diffusion.concepts",
+    "learn_concepts": "diffii_datasets.diffusion.concepts",
+    "BUILTIN_FAMILIES": "diffii_datasets.diffusion.suffixes",
+    "DEFAULT_CAPTIONER": "diffii_datasets.diffusion.suffixes",
+    "DEFAULT_SUMMARISER": "diffii_datasets.diffusion.suffixes",
+    "BuiltinSuffixes": "diffii_datasets.diffusion.suffixes",
+    "CaptionedSuffixes": "diffii_datasets.diffusion.suffixes",
+    "SuffixParseError": "diffii_datasets.diffusion.suffixes",
+    "SuffixProvider": "diffii_datasets.diffusion.suffixes",
+    "UserSuffixes": "diffii_datasets.diffusion.suffixes",
+    "suffix_provider": "diffii_datasets.diffusion.suffixes",
+    "circle_interpolate": "diffii_datasets.diffusion.interpolation",
+    "interpolate": "diffii_datasets.diffusion.interpolation",
+    "linear_interpolate": "diffii_datasets.diffusion.interpolation",
+    "random_circle_interpolate": "diffii_datasets.diffusion.interpolation",
+    "random_interpolate": "diffii_datasets.diffusion.interpolation",
+    "spherical_extrapolate": "diffii_datasets.diffusion.interpolation",
+    "spherical_interpolate": "diffii_datasets.diffusion.interpolation",
+    "ddim_invert": "diffii_datasets.diffusion.inversion",
+    "decode_latents": "diffii_datasets.diffusion.denoise",
+    "denoising_timesteps": "diffii_datasets.diffusion.denoise",
+    "suffix_steps": "diffii_datasets.diffusion.denoise",
+    "two_stage_denoise": "diffii_datasets.diffusion.denoise",
+    "PromptEncoder": "diffii_datasets.diffusion.pipeline",
+    "load_pipeline": "diffii_datasets.diffusion.pipeline",
+    "pipeline_resolution": "diffii_datasets.diffusion.pipeline",
+    "SyntheticSample": "diffii_datasets.diffusion.generator",
+    "class_seed": "diffii_datasets.diffusion.generator",
+    "generate_class": "diffii_datasets.diffusion.generator",
+    "invert_class": "diffii_datasets.diffusion.generator",
+    "num_synthetic": "diffii_datasets.diffusion.generator",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,13 +16,12 @@ from typing import Any
 
 import torch
 
+from diffii_datasets import _checks
 from diffii_datasets.diffusion.pipeline import (
     PromptEncoder,
     broadcast_prompts,
     check_autocast_dtype,
-    check_guidance_scale,
     check_latents,
-    check_positive_int,
     execution_device,
     make_scheduler,
     model_autocast,
@@ -35,14 +34,6 @@ __all__ = ["OUTPUT_TYPES", "decode_latents", "denoising_timesteps", "suffix_step
 OUTPUT_TYPES = ("pil", "pt", "latent")
 
 
-def _check_split_ratio(split_ratio: Any) -> float:
-    if isinstance(split_ratio, bool) or not isinstance(split_ratio, (int, float)):
-        raise TypeError(f"split_ratio must be a number in [0, 1], got {type(split_ratio).__name__}")
-    if not 0 <= split_ratio <= 1:
-        raise ValueError(f"split_ratio must lie in [0, 1], got {split_ratio}")
-    return float(split_ratio)
-
-
 def _scheduler(pipe, num_inference_steps: int, device: torch.device | None = None):
     from diffusers import DDIMScheduler
 
@@ -53,13 +44,13 @@ def _scheduler(pipe, num_inference_steps: int, device: torch.device | None = Non
 
 def denoising_timesteps(pipe, num_inference_steps: int = 25) -> list[int]:
     """The DDIM timesteps of the sampler, first (noisiest) to last: 961, 921, ..., 1 for SD-1.5 at 25 steps."""
-    check_positive_int(num_inference_steps, "num_inference_steps")
+    _checks.check_int(num_inference_steps, "num_inference_steps", minimum=1)
     return [int(t) for t in _scheduler(pipe, num_inference_steps).timesteps]
 
 
 def suffix_steps(pipe, num_inference_steps: int, split_ratio: float) -> list[bool]:
     """For each DDIM step, whether it uses the suffixed prompt (``t >= num_train_timesteps * (1 - split_ratio)``)."""
-    split_ratio = _check_split_ratio(split_ratio)
+    split_ratio = _checks.check_number(split_ratio, "split_ratio", minimum=0, maximum=1)
     threshold = pipe.scheduler.config.num_train_timesteps * (1 - split_ratio)
     return [t >= threshold for t in denoising_timesteps(pipe, num_inference_steps)]
 
@@ -104,7 +95,7 @@ def two_stage_denoise(
     ``[B, 3, H, W]`` in [0, 1] (``"pt"``) or the final float32 latents
     (``"latent"``), tensors on the pipeline's device.
     """
-    split_ratio = _check_split_ratio(split_ratio)
+    split_ratio = _checks.check_number(split_ratio, "split_ratio", minimum=0, maximum=1)
     check_latents(pipe, latents, resolution)
     count = latents.shape[0]
     prompts = broadcast_prompts(prompts, count)
@@ -113,11 +104,11 @@ def two_stage_denoise(
             raise ValueError("suffixed_prompts is required when split_ratio > 0")
         suffixed_prompts = prompts
     suffixed_prompts = broadcast_prompts(suffixed_prompts, count, name="suffixed_prompts")
-    check_positive_int(num_inference_steps, "num_inference_steps")
-    guidance_scale = check_guidance_scale(guidance_scale)
+    _checks.check_int(num_inference_steps, "num_inference_steps", minimum=1)
+    guidance_scale = _checks.check_number(guidance_scale, "guidance_scale", minimum=0)
     if output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-    check_positive_int(batch_size, "batch_size")
+    _checks.check_int(batch_size, "batch_size", minimum=1)
     check_autocast_dtype(autocast_dtype)
 
     device = execution_device(pipe)

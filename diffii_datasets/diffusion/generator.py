@@ -13,7 +13,6 @@ order, in how many processes, on which device, or with which batch size
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,21 +21,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from diffii_datasets import _checks
+from diffii_datasets.diffusion.config import GenerationConfig
 from diffii_datasets.diffusion.denoise import suffix_steps, two_stage_denoise
-from diffii_datasets.diffusion.interpolation import (
-    INTERPOLATION_METHODS,
-    interpolate,
-    interpolation_angle,
-    lam_upper_bound,
-)
+from diffii_datasets.diffusion.interpolation import interpolate, interpolation_angle, lam_upper_bound
 from diffii_datasets.diffusion.inversion import ddim_invert
-from diffii_datasets.diffusion.pipeline import AUTOCAST_DTYPES, PromptEncoder, check_latents, latent_shape
-from diffii_datasets.diffusion.prompts import build_prompt, normalize_suffix
+from diffii_datasets.diffusion.pipeline import PromptEncoder, check_latents, latent_shape
+from diffii_datasets.diffusion.prompts import build_prompt, check_prompt_length, normalize_suffix
 
 __all__ = [
-    "INTERPOLATIONS",
     "ClassPlan",
-    "GenerationConfig",
     "SyntheticSample",
     "class_seed",
     "generate_class",
@@ -46,50 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-INTERPOLATIONS = INTERPOLATION_METHODS
-
-
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _is_positive_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value > 0
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """Every knob of the generation engine, with the paper's defaults (5-shot few-shot setting)."""
-
-    expansion_rate: float = 5.0
-    split_ratio: float = 0.3
-    inversion_steps: int = 200
-    inversion_guidance_scale: float = 1.0
-    denoising_steps: int = 25
-    guidance_scale: float = 7.5
-    interpolation: str = "circle"
-    batch_size: int = 8
-    resolution: int | None = None  # None: the pipeline's own (unet.config.sample_size * vae_scale_factor)
-    autocast_dtype: str | None = None  # "bfloat16"/"float16": UNet and VAE under autocast (opt-in speed knob)
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.expansion_rate) or self.expansion_rate <= 0:
-            raise ValueError(f"expansion_rate must be a finite number > 0, got {self.expansion_rate!r}")
-        if not _is_number(self.split_ratio) or not 0 <= self.split_ratio <= 1:
-            raise ValueError(f"split_ratio must be a number in [0, 1], got {self.split_ratio!r}")
-        for name in ("inversion_steps", "denoising_steps", "batch_size"):
-            if not _is_positive_int(getattr(self, name)):
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("inversion_guidance_scale", "guidance_scale"):
-            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
-        if self.resolution is not None and not _is_positive_int(self.resolution):
-            raise ValueError(f"resolution must be None or a positive int, got {self.resolution!r}")
-        if self.autocast_dtype is not None and self.autocast_dtype not in AUTOCAST_DTYPES:
-            raise ValueError(f"autocast_dtype must be None or one of {AUTOCAST_DTYPES}, got {self.autocast_dtype!r}")
 
 
 @dataclass
@@ -106,19 +56,16 @@ class SyntheticSample:
 
 def class_seed(seed: int, class_index: int) -> int:
     """A 63-bit seed for one class, mixed from the run's seed and the class index (NumPy ``SeedSequence``)."""
-    for name, value in (("seed", seed), ("class_index", class_index)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    _checks.check_seed(seed)
+    _checks.check_int(class_index, "class_index", minimum=0)
     state = np.random.SeedSequence([int(seed), int(class_index)]).generate_state(2, dtype=np.uint32)
     return ((int(state[0]) << 32) | int(state[1])) >> 1
 
 
 def num_synthetic(num_images: int, expansion_rate: float) -> int:
     """How many synthetic images a class of ``num_images`` gets: ``int(expansion_rate * num_images)``."""
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 0:
-        raise ValueError(f"num_images must be a non-negative int, got {num_images!r}")
-    if not _is_number(expansion_rate) or expansion_rate <= 0:
-        raise ValueError(f"expansion_rate must be a finite number > 0, got {expansion_rate!r}")
+    _checks.check_int(num_images, "num_images", minimum=0)
+    _checks.check_number(expansion_rate, "expansion_rate", above=0)
     return int(expansion_rate * num_images)
 
 
@@ -162,7 +109,7 @@ def plan_class(num_images: int, count: int, num_suffixes: int, latent_size: tupl
 
 def _check_config(config: Any) -> GenerationConfig:
     if not isinstance(config, GenerationConfig):
-        raise TypeError(f"config must be a GenerationConfig, got {type(config).__name__}")
+        _checks.fail(TypeError, "config", "a GenerationConfig", config)
     return config
 
 
@@ -229,10 +176,18 @@ def generate_class(
     count = num_synthetic(num_images, config.expansion_rate)
     generator = torch.Generator(device="cpu").manual_seed(class_seed_value)
     plan = plan_class(num_images, count, len(suffix_list), latent_shape(pipe, config.resolution), generator)
+    suffixed_prompts = [build_prompt(tokens, metaclass, suffix) for suffix in suffix_list]
+    # An overlong suffix would be cut by the tokenizer without a word: refuse it before any denoising.
+    check_prompt_length(pipe.tokenizer, [_expanded(pipe, prompt) for prompt in suffixed_prompts])
     logger.info("class %d: %d synthetic images from %d inversions", class_index, count, num_images)
-    return _generate(pipe, inversions.float().cpu(), build_prompt(tokens, metaclass),
-                     [build_prompt(tokens, metaclass, suffix) for suffix in suffix_list], suffix_list, plan, config,
-                     class_seed_value)
+    return _generate(pipe, inversions.float().cpu(), build_prompt(tokens, metaclass), suffixed_prompts, suffix_list,
+                     plan, config, class_seed_value)
+
+
+def _expanded(pipe: Any, prompt: str) -> str:
+    """``prompt`` as the text encoder sees it: multi-vector concept tokens expanded, as ``encode_prompt`` does."""
+    convert = getattr(pipe, "maybe_convert_prompt", None)
+    return convert(prompt, pipe.tokenizer) if convert is not None else prompt
 
 
 def _generate(pipe, inversions: torch.Tensor, prompt: str, suffixed_prompts: list[str], suffixes: list[str],

@@ -20,7 +20,7 @@ and opposite directions (alpha ~ pi), whose plane is undefined, rotate ``a``
 towards a fixed direction orthogonal to it, with ``b``'s norm, so the circle
 still passes through ``a`` and, for ``b = -a``, through ``b``.
 
-This module imports only torch: it is pure tensor math.
+This module is pure tensor math: it imports torch and the (pure Python) list of method names.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from diffii_datasets._checks import check_choice
+from diffii_datasets.diffusion.config import INTERPOLATION_METHODS
 
 __all__ = [
     "INTERPOLATION_METHODS",
@@ -41,8 +44,6 @@ __all__ = [
     "spherical_extrapolate",
     "spherical_interpolate",
 ]
-
-INTERPOLATION_METHODS = ("circle", "spherical", "extrapolate", "linear")
 
 # Angles closer than this (radians) to 0 or pi are treated as degenerate: there
 # 1 / sin(alpha) amplifies rounding error beyond float64's reach.
@@ -159,8 +160,7 @@ _METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor],
 
 
 def _check_method(interpolation: str) -> None:
-    if interpolation not in _METHODS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATION_METHODS}, got {interpolation!r}")
+    check_choice(interpolation, "interpolation", INTERPOLATION_METHODS)
 
 
 def interpolate(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor,

@@ -17,12 +17,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from diffii_datasets import _checks
 from diffii_datasets.diffusion.pipeline import (
     PromptEncoder,
     broadcast_prompts,
     check_autocast_dtype,
-    check_guidance_scale,
-    check_positive_int,
     execution_device,
     latent_shape,
     make_scheduler,
@@ -114,9 +113,9 @@ def ddim_invert(
 
     count = _check_images(images)
     prompts = broadcast_prompts(prompts, count)
-    check_positive_int(num_inference_steps, "num_inference_steps")
-    guidance_scale = check_guidance_scale(guidance_scale)
-    check_positive_int(batch_size, "batch_size")
+    _checks.check_int(num_inference_steps, "num_inference_steps", minimum=1)
+    guidance_scale = _checks.check_number(guidance_scale, "guidance_scale", minimum=0)
+    _checks.check_int(batch_size, "batch_size", minimum=1)
     check_autocast_dtype(autocast_dtype)
     resolution = pipeline_resolution(pipe) if resolution is None else resolution
     shape = latent_shape(pipe, resolution)

@@ -11,6 +11,7 @@ inversion steps.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import logging
 import os
@@ -21,27 +22,25 @@ from typing import Any
 
 import torch
 
+from diffii_datasets import _checks
+from diffii_datasets.diffusion.config import AUTOCAST_DTYPES
+
 __all__ = [
-    "AUTOCAST_DTYPES",
     "PromptEncoder",
     "broadcast_prompts",
     "check_autocast_dtype",
-    "check_guidance_scale",
     "check_latents",
-    "check_positive_int",
     "execution_device",
     "latent_shape",
     "load_pipeline",
     "make_scheduler",
+    "model_identity",
     "model_autocast",
     "pipeline_resolution",
     "predict_noise",
 ]
 
 logger = logging.getLogger(__name__)
-
-AUTOCAST_DTYPES = ("bfloat16", "float16")
-"""Names of the dtypes the UNet and VAE calls may be autocast to (``autocast_dtype``)."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -65,7 +64,7 @@ def load_pipeline(
     from huggingface_hub import constants
 
     if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model must be a Hub id or a local directory, got {type(model).__name__}")
+        _checks.fail(TypeError, "model", "a Hub id or a local directory", model)
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
                                                                           else "cpu")
     if torch_dtype is None:
@@ -110,6 +109,19 @@ def load_pipeline(
         ) from error
     logger.info("loaded %s as %s on %s", source, torch_dtype, device)
     return pipe.to(device)
+
+
+def model_identity(pipe: Any) -> str:
+    """What names a pipeline in a store's fingerprint: its hub id or directory, else a hash of its weights."""
+    name = getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path")
+    if name:
+        return str(name)
+    digest = hashlib.sha256()
+    for component in ("unet", "vae", "text_encoder"):
+        for key, tensor in getattr(pipe, component).state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return f"weights-sha256:{digest.hexdigest()[:16]}"
 
 
 def make_scheduler(pipe, scheduler_class):
@@ -158,33 +170,13 @@ def broadcast_prompts(prompts: str | Sequence[str], count: int, *, name: str = "
     return list(prompts)
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    """``value`` if it is a positive int (not a bool), else a ``ValueError``/``TypeError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def check_guidance_scale(value: Any, name: str = "guidance_scale") -> float:
-    """A finite, non-negative guidance scale; guidance (the unconditional branch) runs only when it exceeds 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return float(value)
-
-
 def check_autocast_dtype(value: Any, name: str = "autocast_dtype") -> torch.dtype | None:
     """``None``, or the torch dtype named by ``value`` (one of :data:`AUTOCAST_DTYPES`, or that ``torch.dtype``)."""
     if value is None:
         return None
     if isinstance(value, torch.dtype):
         value = str(value).removeprefix("torch.")
-    if not isinstance(value, str) or value not in AUTOCAST_DTYPES:
-        raise ValueError(f"{name} must be None or one of {AUTOCAST_DTYPES}, got {value!r}")
-    return getattr(torch, value)
+    return getattr(torch, _checks.check_choice(value, name, AUTOCAST_DTYPES))
 
 
 def model_autocast(pipe, dtype: str | torch.dtype | None) -> contextlib.AbstractContextManager:

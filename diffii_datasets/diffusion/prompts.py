@@ -9,8 +9,10 @@ final period), and this module adds exactly one space and one final period.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["build_prompt", "normalize_suffix"]
+__all__ = ["build_prompt", "check_prompt_length", "normalize_suffix"]
 
 _PREFIX = re.compile(r"^\s*(?:an?\s+)?(?:photo|picture|image)\s+of\s+(?:an?\s+|the\s+)?", re.IGNORECASE)
 
@@ -42,3 +44,29 @@ def build_prompt(tokens: str, metaclass: str, suffix: str | None = None) -> str:
     if not suffix:
         raise ValueError("suffix must contain text besides the 'a photo of a <metaclass>' prefix")
     return f"{prompt} {suffix}."
+
+
+def check_prompt_length(tokenizer: Any, prompts: Iterable[str], max_length: int | None = None) -> list[int]:
+    """Token counts of ``prompts``; raises ``ValueError`` when any exceeds the text encoder's context.
+
+    The policy is to *error*, not to truncate: a clipped suffix silently changes
+    what the first stage conditions on. Generation calls it once per class on the
+    suffixed prompts, concept tokens expanded, before any denoising starts.
+    ``max_length`` defaults to ``tokenizer.model_max_length`` (77 for CLIP),
+    start and end tokens included.
+    """
+    if max_length is None:
+        max_length = int(tokenizer.model_max_length)
+        if max_length > 100_000:
+            raise ValueError("tokenizer has no model_max_length; pass max_length (77 for CLIP)")
+    counts, too_long = [], []
+    for prompt in prompts:
+        count = len(tokenizer(prompt, truncation=False)["input_ids"])
+        counts.append(count)
+        if count > max_length:
+            too_long.append(f"{prompt!r} ({count} tokens)")
+    if too_long:
+        shown = "; ".join(too_long[:5]) + (f"; and {len(too_long) - 5} more" if len(too_long) > 5 else "")
+        raise ValueError(f"{len(too_long)} suffixed prompt(s) exceed the text encoder's context of {max_length} "
+                         f"tokens: {shown}. Shorten these suffixes (or use fewer concept tokens).")
+    return counts
