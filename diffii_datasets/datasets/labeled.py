@@ -8,70 +8,18 @@ those attributes added, plus ``sample_keys``: one stable string per item (the
 image path relative to the dataset's folder) that the samplers sort by, so that
 a draw does not depend on the order in which items happen to be listed on disk.
 
-The helpers :func:`class_names`, :func:`dataset_targets` and
-:func:`dataset_sample_keys` read the same information from any map-style
-dataset: torchvision-style attributes first, then through ``Subset`` chains.
+:mod:`diffii_datasets.data` reads the same information from any map-style dataset.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Sequence
 
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-__all__ = ["LabeledConcat", "LabeledSubset", "class_names", "dataset_sample_keys", "dataset_targets"]
+from diffii_datasets.data import class_names, dataset_sample_keys, dataset_targets
 
-logger = logging.getLogger(__name__)
-
-
-def class_names(dataset: Dataset) -> list[str]:
-    """The dataset's ``classes`` (looked up through ``Subset`` wrappers)."""
-    while not hasattr(dataset, "classes") and isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    classes = getattr(dataset, "classes", None)
-    if classes is None:
-        raise TypeError(
-            f"dataset must be torchvision-style with a `classes` list of class names; "
-            f"{type(dataset).__name__} has none"
-        )
-    return [str(name) for name in classes]
-
-
-def dataset_targets(dataset: Dataset) -> list[int]:
-    """One int class index per item.
-
-    Read from ``targets`` when the dataset has it, composed through ``Subset``
-    indices otherwise, and as a last resort by reading every item's label
-    (``dataset[i][1]``), which decodes every image: slow, hence logged.
-    """
-    if hasattr(dataset, "targets"):
-        return [int(target) for target in dataset.targets]
-    if isinstance(dataset, Subset):
-        base = dataset_targets(dataset.dataset)
-        return [base[i] for i in dataset.indices]
-    logger.info("%s has no `targets`; reading the label of each of its %d items", type(dataset).__name__, len(dataset))
-    return [int(dataset[i][1]) for i in range(len(dataset))]
-
-
-def dataset_sample_keys(dataset: Dataset) -> list[str] | None:
-    """One stable, order-independent key per item, or ``None`` when the dataset offers none.
-
-    ``sample_keys`` (this package's datasets) first; for an ``ImageFolder``-style
-    dataset the image path relative to its ``root``; composed through ``Subset``.
-    """
-    keys = getattr(dataset, "sample_keys", None)
-    if keys is not None:
-        return list(keys)
-    samples = getattr(dataset, "samples", None)
-    root = getattr(dataset, "root", None)
-    if samples is not None and root is not None and len(samples) == len(dataset):
-        return [os.path.relpath(path, root).replace(os.sep, "/") for path, _ in samples]
-    if isinstance(dataset, Subset):
-        base = dataset_sample_keys(dataset.dataset)
-        return None if base is None else [base[i] for i in dataset.indices]
-    return None
+__all__ = ["LabeledConcat", "LabeledSubset"]
 
 
 class LabeledSubset(Subset):

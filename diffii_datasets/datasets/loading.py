@@ -1,26 +1,8 @@
-"""The paper's benchmark settings by name: the training subset, its metaclass and the test set.
+"""Loading a family or a setting: the training subset, its metaclass and the test set.
 
-Two levels of names:
-
-- benchmarks (:data:`BENCHMARKS`): ``cub``, ``aircraft``, ``cars``, ``pet`` (few-shot: pass
-  ``shots``) and ``cub-lt``, ``flower-lt`` (long-tail: pass ``imbalance_factor``), for
-  :func:`load_benchmark`;
-- settings (:func:`list_benchmarks`): the paper's 14 fixed combinations, ``cub-5shot`` ...
-  ``pet-10shot``, ``cub-lt-if100`` ... ``flower-lt-if10``, for :func:`load_setting`, the Hub
-  builder's configs and the command line.
-
-Splits (the training subset is drawn from the first, evaluation uses the second):
-
-======================  =============================================  ==========================
-benchmark               training pool                                  test set
-======================  =============================================  ==========================
-cub, cub-lt             CUB-200-2011 ``train`` (5,994 images)          ``test`` (5,794)
-aircraft                FGVC-Aircraft variants ``trainval`` (6,667)    ``test`` (3,333)
-cars                    Stanford Cars ``train`` (8,144)                ``test`` (8,041)
-pet                     Oxford-IIIT Pet ``trainval`` (3,680)           ``test`` (3,669)
-flower-lt               half of every class of all 8,189 Flowers-102   the other half
-                        images (official train + val + test pooled)
-======================  =============================================  ==========================
+What each family is (its splits, metaclass and published settings) is
+:mod:`~diffii_datasets.datasets.settings`; this module reads the files with the
+dataset classes and draws the subset with the samplers.
 
 Flower-LT follows Diff-Mix, whose numbers the paper compares against: the official
 Flowers-102 train and val splits hold only 10 images per class each, too few for a long
@@ -33,75 +15,34 @@ test set, and the run seed only draws the long tail.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from torch.utils.data import Dataset
 
-from diffii_datasets.benchmarks.cub import CUB200
-from diffii_datasets.benchmarks.labeled import LabeledConcat
-from diffii_datasets.benchmarks.sampling import (
-    LONG_TAIL_PROFILES,
-    _check_imbalance_factor,
-    _check_positive_int,
-    _check_seed,
-    few_shot,
-    long_tail,
-    split_per_class,
-)
-from diffii_datasets.benchmarks.torchvision_adapters import FGVCAircraft, Flowers102, OxfordIIITPet, StanfordCars
+from diffii_datasets import _checks
+from diffii_datasets.datasets.cub import CUB200
+from diffii_datasets.datasets.labeled import LabeledConcat
+from diffii_datasets.datasets.sampling import LONG_TAIL_PROFILES, few_shot, long_tail, split_per_class
+from diffii_datasets.datasets.settings import FAMILIES, get_setting
+from diffii_datasets.datasets.torchvision_adapters import FGVCAircraft, Flowers102, OxfordIIITPet, StanfordCars
 
-__all__ = [
-    "BENCHMARKS",
-    "Benchmark",
-    "BenchmarkSetting",
-    "FLOWER_LT_SPLIT_SEED",
-    "list_benchmarks",
-    "load_benchmark",
-    "load_setting",
-]
+__all__ = ["FLOWER_LT_SPLIT_SEED", "SettingSplits", "load_family", "load_setting"]
 
 FLOWER_LT_SPLIT_SEED = 0
 
 
-class Benchmark(NamedTuple):
-    """What :func:`load_benchmark` returns.
+class SettingSplits(NamedTuple):
+    """What :func:`load_family` and :func:`load_setting` return.
 
     The first two fields are what the augmentation wrapper takes
-    (``DiffIIAugmented(bench.train, bench.metaclass)``, or ``DiffIIAugmented(*bench[:2])``);
-    ``test`` is for evaluation. Unpacks as ``train, metaclass, test = load_benchmark(...)``.
+    (``DiffIIAugmented(splits.train, splits.metaclass)``, or ``DiffIIAugmented(*splits[:2])``);
+    ``test`` is for evaluation. Unpacks as ``train, metaclass, test = load_setting(...)``.
     """
 
     train: Dataset
     metaclass: str
     test: Dataset
-
-
-@dataclass(frozen=True)
-class BenchmarkSetting:
-    """One of the paper's settings: a benchmark with a fixed shot count or imbalance factor."""
-
-    name: str
-    benchmark: str
-    metaclass: str
-    num_classes: int
-    train_split: str
-    test_split: str
-    shots: int | None = None
-    imbalance_factor: int | None = None
-
-    @property
-    def split_ratio(self) -> float:
-        """The paper's two-stage split ratio for this setting: 0.3 (5-shot), 0.1 (10-shot), 1.0 (long-tail)."""
-        if self.imbalance_factor is not None:
-            return 1.0
-        return 0.3 if self.shots <= 5 else 0.1
-
-    def load(self, root: str | Path, seed: int = 0, **kwargs) -> Benchmark:
-        """Same as ``load_setting(self.name, root, seed, **kwargs)``."""
-        return load_benchmark(self.benchmark, root, shots=self.shots, imbalance_factor=self.imbalance_factor,
-                              seed=seed, **kwargs)
 
 
 # A loader returns (training pool, test set) for (root, transform, test_transform, target_transform, download).
@@ -129,52 +70,17 @@ def _flowers_pooled_halves(root, transform, test_transform, target_transform, do
     return train_half, test_half
 
 
-@dataclass(frozen=True)
-class _Spec:
-    kind: str  # "few-shot" or "long-tail"
-    metaclass: str
-    num_classes: int
-    train_split: str
-    test_split: str
-    load: _Loader
-    settings: tuple[int, ...]
-
-
-_SPECS: dict[str, _Spec] = {
-    "cub": _Spec("few-shot", "bird", 200, "CUB-200-2011 train", "CUB-200-2011 test",
-                 _official_splits(CUB200, "train", "test"), (5, 10)),
-    "aircraft": _Spec("few-shot", "aircraft", 100, "FGVC-Aircraft (variant) trainval", "FGVC-Aircraft (variant) test",
-                      _official_splits(FGVCAircraft, "trainval", "test"), (5, 10)),
-    "cars": _Spec("few-shot", "car", 196, "Stanford Cars train", "Stanford Cars test",
-                  _official_splits(StanfordCars, "train", "test"), (5, 10)),
-    "pet": _Spec("few-shot", "animal", 37, "Oxford-IIIT Pet trainval", "Oxford-IIIT Pet test",
-                 _official_splits(OxfordIIITPet, "trainval", "test"), (5, 10)),
-    "cub-lt": _Spec("long-tail", "bird", 200, "CUB-200-2011 train", "CUB-200-2011 test",
-                    _official_splits(CUB200, "train", "test"), (100, 20, 10)),
-    "flower-lt": _Spec("long-tail", "flower", 102,
-                       "Flowers-102, all splits pooled, first half of each class (fixed split seed 0)",
-                       "Flowers-102, all splits pooled, second half of each class",
-                       _flowers_pooled_halves, (100, 20, 10)),
+_LOADERS: dict[str, _Loader] = {
+    "cub": _official_splits(CUB200, "train", "test"),
+    "aircraft": _official_splits(FGVCAircraft, "trainval", "test"),
+    "cars": _official_splits(StanfordCars, "train", "test"),
+    "pet": _official_splits(OxfordIIITPet, "trainval", "test"),
+    "cub-lt": _official_splits(CUB200, "train", "test"),
+    "flower-lt": _flowers_pooled_halves,
 }
 
-BENCHMARKS: tuple[str, ...] = tuple(_SPECS)
 
-
-def list_benchmarks() -> list[BenchmarkSetting]:
-    """The paper's settings, in a stable order: few-shot (5 and 10 shots), then long-tail (IF 100, 20, 10)."""
-    settings = []
-    for benchmark, spec in _SPECS.items():
-        for value in spec.settings:
-            if spec.kind == "few-shot":
-                name, extra = f"{benchmark}-{value}shot", {"shots": value}
-            else:
-                name, extra = f"{benchmark}-if{value}", {"imbalance_factor": value}
-            settings.append(BenchmarkSetting(name, benchmark, spec.metaclass, spec.num_classes,
-                                             spec.train_split, spec.test_split, **extra))
-    return settings
-
-
-def load_benchmark(
+def load_family(
     name: str,
     root: str | Path,
     *,
@@ -186,57 +92,52 @@ def load_benchmark(
     test_transform: Callable | None = None,
     target_transform: Callable | None = None,
     download: bool = False,
-) -> Benchmark:
-    """Load a benchmark's training subset, metaclass and test set.
+) -> SettingSplits:
+    """Load a family's training subset, metaclass and test set.
 
     Args:
-        name: One of :data:`BENCHMARKS`.
+        name: One of :data:`~diffii_datasets.datasets.FAMILIES`.
         root: Folder holding the datasets in torchvision's layout (``CUB_200_2011/``,
             ``fgvc-aircraft-2013b/``, ``stanford_cars/``, ``oxford-iiit-pet/``, ``flowers-102/``).
-        shots: Images per class, for the few-shot benchmarks.
-        imbalance_factor: IF >= 1, for the long-tail benchmarks.
-        seed: Draws the subset (see :mod:`~diffii_datasets.benchmarks.sampling`).
+        shots: Images per class, for the few-shot families.
+        imbalance_factor: IF >= 1, for the long-tail families.
+        seed: Draws the subset (see :mod:`~diffii_datasets.datasets.sampling`).
         profile: Long-tail profile, ``"exponential"`` or ``"diffmix"``.
         transform: Image transform of the training subset.
         test_transform: Image transform of the test set.
         target_transform: Label transform of both.
         download: Fetch missing datasets (not possible for Stanford Cars; see its error).
     """
-    spec = _SPECS.get(name)
-    if spec is None:
-        raise ValueError(f"name must be one of {', '.join(BENCHMARKS)}; got {name!r}. "
+    family = FAMILIES.get(name)
+    if family is None:
+        raise ValueError(f"name must be one of {', '.join(FAMILIES)}; got {name!r}. "
                          "Fixed paper settings such as 'cub-5shot' load with load_setting().")
-    if spec.kind == "few-shot":
+    if family.kind == "few-shot":
         if imbalance_factor is not None:
-            raise ValueError(f"{name!r} is a few-shot benchmark: pass shots, not imbalance_factor")
+            raise ValueError(f"{name!r} is a few-shot family: pass shots, not imbalance_factor")
         if shots is None:
-            raise ValueError(f"{name!r} is a few-shot benchmark: shots is required (the paper uses 5 and 10)")
-        _check_positive_int(shots, "shots")
+            raise ValueError(f"{name!r} is a few-shot family: shots is required (the paper uses 5 and 10)")
+        _checks.check_int(shots, "shots", minimum=1)
     else:
         if shots is not None:
-            raise ValueError(f"{name!r} is a long-tail benchmark: pass imbalance_factor, not shots")
+            raise ValueError(f"{name!r} is a long-tail family: pass imbalance_factor, not shots")
         if imbalance_factor is None:
-            raise ValueError(f"{name!r} is a long-tail benchmark: imbalance_factor is required "
+            raise ValueError(f"{name!r} is a long-tail family: imbalance_factor is required "
                              "(the paper uses 100, 20 and 10)")
-        _check_imbalance_factor(imbalance_factor)
-    _check_seed(seed)
-    if profile not in LONG_TAIL_PROFILES:
-        raise ValueError(f"profile must be one of {LONG_TAIL_PROFILES}, got {profile!r}")
-    pool, test = spec.load(root, transform, test_transform, target_transform, download)
-    if spec.kind == "few-shot":
+        _checks.check_number(imbalance_factor, "imbalance_factor", minimum=1)
+    _checks.check_seed(seed)
+    _checks.check_choice(profile, "profile", LONG_TAIL_PROFILES)
+    pool, test = _LOADERS[name](root, transform, test_transform, target_transform, download)
+    if family.kind == "few-shot":
         train = few_shot(pool, shots, seed)
     else:
         train = long_tail(pool, imbalance_factor, seed, profile=profile)
-    return Benchmark(train, spec.metaclass, test)
+    return SettingSplits(train, family.metaclass, test)
 
 
-def load_setting(name: str, root: str | Path, seed: int = 0, **kwargs) -> Benchmark:
-    """Load one of :func:`list_benchmarks`'s settings by name, e.g. ``load_setting("cub-5shot", root)``.
+def load_setting(name: str, root: str | Path, seed: int = 0, **kwargs) -> SettingSplits:
+    """Load one of the paper's settings by name, e.g. ``load_setting("cub-5shot", root)``.
 
-    ``kwargs`` are :func:`load_benchmark`'s transforms, ``download`` and ``profile``.
+    ``kwargs`` are :func:`load_family`'s transforms, ``download`` and ``profile``.
     """
-    for setting in list_benchmarks():
-        if setting.name == name:
-            return setting.load(root, seed, **kwargs)
-    names = ", ".join(s.name for s in list_benchmarks())
-    raise ValueError(f"name must be one of the settings {names}; got {name!r}")
+    return get_setting(name).load(root, seed, **kwargs)

@@ -14,7 +14,7 @@ them. Consequences worth relying on:
 - the same call on the same data gives the same subset, so the concept learner and
   the classifier see the same images (Diff-Mix's code draws them with two seeds).
 
-Items of the returned :class:`~diffii_datasets.benchmarks.labeled.LabeledSubset`
+Items of the returned :class:`~diffii_datasets.datasets.labeled.LabeledSubset`
 are ordered by class, then by key.
 """
 
@@ -22,20 +22,20 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from diffii_datasets.benchmarks.labeled import LabeledSubset, class_names, dataset_sample_keys, dataset_targets
+from diffii_datasets import _checks
+from diffii_datasets.data import class_names, dataset_sample_keys, dataset_targets
+from diffii_datasets.datasets.labeled import LabeledSubset
+from diffii_datasets.datasets.settings import LONG_TAIL_PROFILES
 
 __all__ = ["LONG_TAIL_PROFILES", "few_shot", "long_tail", "long_tail_counts", "split_per_class"]
 
 logger = logging.getLogger(__name__)
-
-LONG_TAIL_PROFILES = ("exponential", "diffmix")
 
 
 def few_shot(dataset: Dataset, shots: int, seed: int = 0) -> LabeledSubset:
@@ -47,9 +47,9 @@ def few_shot(dataset: Dataset, shots: int, seed: int = 0) -> LabeledSubset:
             that lists such classes.
         seed: Non-negative int; see the module docstring for how the draw uses it.
     """
-    shots = _check_positive_int(shots, "shots")
+    shots = _checks.check_int(shots, "shots", minimum=1)
     classes, candidates = _candidates_by_class(dataset)
-    return _subset(dataset, classes, candidates, [shots] * len(classes), _check_seed(seed), "few_shot")
+    return _subset(dataset, classes, candidates, [shots] * len(classes), _checks.check_seed(seed), "few_shot")
 
 
 def long_tail_counts(class_sizes: Sequence[int], imbalance_factor: float, profile: str = "exponential") -> list[int]:
@@ -76,9 +76,8 @@ def long_tail_counts(class_sizes: Sequence[int], imbalance_factor: float, profil
         raise ValueError(f"class_sizes must be non-empty non-negative ints, got {list(class_sizes)!r}")
     if max(sizes) == 0:
         raise ValueError("class_sizes are all 0: there is nothing to draw a long tail from")
-    imbalance_factor = _check_imbalance_factor(imbalance_factor)
-    if profile not in LONG_TAIL_PROFILES:
-        raise ValueError(f"profile must be one of {LONG_TAIL_PROFILES}, got {profile!r}")
+    imbalance_factor = _checks.check_number(imbalance_factor, "imbalance_factor", minimum=1)
+    _checks.check_choice(profile, "profile", LONG_TAIL_PROFILES)
     num_classes = len(sizes)
     ranked = sorted(range(num_classes), key=lambda c: (-sizes[c], c))
     counts = [0] * num_classes
@@ -115,7 +114,7 @@ def long_tail(
     head class, or the Diff-Mix formula) a warning says so with the numbers.
     """
     classes, candidates = _candidates_by_class(dataset)
-    seed = _check_seed(seed)
+    seed = _checks.check_seed(seed)
     counts = long_tail_counts([len(c) for c in candidates], imbalance_factor, profile)
     subset = _subset(dataset, classes, candidates, counts, seed, "long_tail")
     kept = [min(count, len(c)) for count, c in zip(counts, candidates) if min(count, len(c)) > 0]
@@ -137,10 +136,11 @@ def split_per_class(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[L
     The same per-class draw as :func:`few_shot`, so the first part of a class is a random
     ``fraction`` of it, reproducible from ``seed``.
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must be a number strictly between 0 and 1, got {fraction!r}")
+    fraction = _checks.check_number(fraction, "fraction", above=0)
+    if fraction >= 1:
+        _checks.fail(ValueError, "fraction", "a number strictly between 0 and 1", fraction)
     classes, candidates = _candidates_by_class(dataset)
-    seed = _check_seed(seed)
+    seed = _checks.check_seed(seed)
     first = [_draw(c, math.floor(fraction * len(c)), seed, i) for i, c in enumerate(candidates)]
     chosen = {index for part in first for index in part}
     rest = [[index for index in c if index not in chosen] for c in candidates]
@@ -186,22 +186,3 @@ def _subset(
     logger.info("%s: kept %d of %d items over %d classes (seed %d)", caller, len(indices), len(dataset),
                 len(classes), seed)
     return LabeledSubset(dataset, indices)
-
-
-def _check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
-def _check_imbalance_factor(imbalance_factor: float) -> float:
-    if (isinstance(imbalance_factor, bool) or not isinstance(imbalance_factor, numbers.Real)
-            or not math.isfinite(imbalance_factor) or imbalance_factor < 1):
-        raise ValueError(f"imbalance_factor must be a finite number >= 1, got {imbalance_factor!r}")
-    return float(imbalance_factor)

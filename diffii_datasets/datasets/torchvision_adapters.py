@@ -140,7 +140,7 @@ class Flowers102(tvd.Flowers102):
 
     Layout: ``root/flowers-102/{jpg/, imagelabels.mat, setid.mat}`` (torchvision checks the two
     ``.mat`` files' MD5). Adds ``class_to_idx``, ``targets`` and ``sample_keys``. Flower-LT pools
-    all three splits (see :mod:`diffii_datasets.benchmarks.registry`).
+    all three splits (see :mod:`diffii_datasets.datasets.registry`).
     """
 
     def __init__(

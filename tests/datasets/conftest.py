@@ -6,7 +6,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from benchmark_fakedata import CUB_CLASSES, write_aircraft, write_cars, write_cub, write_flowers, write_pet
+from tests.helpers.fakedata import CUB_CLASSES, write_aircraft, write_cars, write_cub, write_flowers, write_pet
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ import pickle
 import shutil
 
 import pytest
-from benchmark_fakedata import label_of, write_cub
+from tests.helpers.fakedata import label_of, write_cub
 
-from diffii_datasets.benchmarks import CUB200
-from diffii_datasets.benchmarks import cub as cub_module
+from diffii_datasets.datasets import CUB200
+from diffii_datasets.datasets import cub as cub_module
 
 
 def test_splits_labels_and_classes(fake_cub):

@@ -1,4 +1,4 @@
-"""load_benchmark / load_setting / list_benchmarks on the fake datasets."""
+"""load_family / load_setting / list_settings / get_setting on the fake datasets."""
 
 import shutil
 import subprocess
@@ -8,13 +8,15 @@ from collections import Counter
 
 import pytest
 
-from diffii_datasets.benchmarks import (
-    BENCHMARKS,
+from diffii_datasets.datasets import (
     CUB200,
-    Benchmark,
+    FAMILIES,
     LabeledSubset,
-    list_benchmarks,
-    load_benchmark,
+    SettingSplits,
+    custom_setting,
+    get_setting,
+    list_settings,
+    load_family,
     load_setting,
     long_tail_counts,
 )
@@ -32,22 +34,34 @@ def counts(dataset, num_classes):
 
 
 def test_settings_list_is_the_papers():
-    settings = list_benchmarks()
+    settings = list_settings()
     assert [s.name for s in settings] == PAPER_SETTINGS
     by_name = {s.name: s for s in settings}
     assert by_name["cub-5shot"].shots == 5 and by_name["cub-5shot"].imbalance_factor is None
     assert by_name["flower-lt-if20"].imbalance_factor == 20 and by_name["flower-lt-if20"].shots is None
-    metaclasses = {s.benchmark: s.metaclass for s in settings}
+    metaclasses = {s.family: s.metaclass for s in settings}
     assert metaclasses == {"cub": "bird", "aircraft": "aircraft", "cars": "car", "pet": "animal",
                            "cub-lt": "bird", "flower-lt": "flower"}
-    assert {s.benchmark for s in settings} == set(BENCHMARKS)
+    assert {s.family for s in settings} == set(FAMILIES)
     assert by_name["aircraft-10shot"].train_split == "FGVC-Aircraft (variant) trainval"
+    assert all(get_setting(name) == by_name[name] for name in PAPER_SETTINGS)
+    assert [by_name[n].split_ratio for n in ("cub-5shot", "cub-10shot", "cub-lt-if10")] == [0.3, 0.1, 1.0]
+
+
+def test_custom_settings_are_named_like_the_papers():
+    assert custom_setting("cub", 5) == get_setting("cub-5shot")
+    assert custom_setting("cub", 7).name == "cub-7shot" and custom_setting("cub", 7).split_ratio == 0.1
+    assert custom_setting("cub-lt", 50).name == "cub-lt-if50" and custom_setting("cub-lt", 2.5).name == "cub-lt-if2.5"
+    with pytest.raises(ValueError, match="shots must be a positive int"):
+        custom_setting("cub", 0)
+    with pytest.raises(ValueError, match="family must be one of cub, aircraft"):
+        custom_setting("birds", 5)
 
 
 def test_cub_few_shot(fake_cub):
-    bench = load_benchmark("cub", fake_cub.root, shots=2, seed=0, transform=lambda im: ("train", im.size),
+    bench = load_family("cub", fake_cub.root, shots=2, seed=0, transform=lambda im: ("train", im.size),
                            test_transform=lambda im: ("test", im.size))
-    assert isinstance(bench, Benchmark) and bench[:2] == (bench.train, "bird")
+    assert isinstance(bench, SettingSplits) and bench[:2] == (bench.train, "bird")
     train, metaclass, test = bench
     assert isinstance(train, LabeledSubset) and isinstance(train.dataset, CUB200) and train.dataset.split == "train"
     assert isinstance(test, CUB200) and test.split == "test" and len(test) == len(fake_cub.splits["test"])
@@ -55,7 +69,7 @@ def test_cub_few_shot(fake_cub):
     assert set(train.sample_keys) <= set(fake_cub.splits["train"])
     assert set(train.sample_keys).isdisjoint(test.sample_keys)
     assert train[0][0] == ("train", (8, 8)) and test[0][0] == ("test", (8, 8))
-    assert load_benchmark("cub", fake_cub.root, shots=2).train.sample_keys == train.sample_keys
+    assert load_family("cub", fake_cub.root, shots=2).train.sample_keys == train.sample_keys
 
 
 def test_cub_long_tail(fake_cub):
@@ -64,7 +78,7 @@ def test_cub_long_tail(fake_cub):
         bench = load_setting("cub-lt-if10", fake_cub.root, seed=1)
     assert bench.metaclass == "bird"
     assert counts(bench.train, 4) == [min(n, s) for n, s in zip(long_tail_counts(sizes, 10), sizes)]
-    diffmix = load_benchmark("cub-lt", fake_cub.root, imbalance_factor=10, profile="diffmix")
+    diffmix = load_family("cub-lt", fake_cub.root, imbalance_factor=10, profile="diffmix")
     assert counts(diffmix.train, 4) == [min(n, s) for n, s in zip(long_tail_counts(sizes, 10, "diffmix"), sizes)]
 
 
@@ -112,13 +126,15 @@ def test_flower_lt_pools_all_splits_and_halves_each_class(fake_flowers):
 
 def test_unknown_names_list_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="cub, aircraft, cars, pet, cub-lt, flower-lt"):
-        load_benchmark("birds", tmp_path, shots=5)
+        load_family("birds", tmp_path, shots=5)
     with pytest.raises(ValueError, match="cub-5shot, cub-10shot"):
         load_setting("cub-3shot", tmp_path)
+    with pytest.raises(ValueError, match="setting must be one of cub-5shot"):
+        get_setting("cub")
 
 
 @pytest.mark.parametrize(("name", "kwargs", "match"), [
-    ("cub", {"shots": 0}, "shots must be an int >= 1"),
+    ("cub", {"shots": 0}, "shots must be a positive int"),
     ("cub", {}, "shots is required"),
     ("cub", {"shots": 5, "imbalance_factor": 10}, "not imbalance_factor"),
     ("cub-lt", {"imbalance_factor": 0.5}, "imbalance_factor must be"),
@@ -129,7 +145,7 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
 ])
 def test_bad_arguments_fail_before_any_data_is_read(tmp_path, name, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        load_benchmark(name, tmp_path, **kwargs)
+        load_family(name, tmp_path, **kwargs)
 
 
 def test_missing_or_partial_data(tmp_path, fake_cub):
@@ -142,11 +158,18 @@ def test_missing_or_partial_data(tmp_path, fake_cub):
     shutil.copytree(fake_cub.root / "CUB_200_2011", tmp_path / "CUB_200_2011")
     (tmp_path / "CUB_200_2011" / "images.txt").unlink()
     with pytest.raises(FileNotFoundError, match="missing images.txt"):
-        load_benchmark("cub-lt", tmp_path, imbalance_factor=10)
+        load_family("cub-lt", tmp_path, imbalance_factor=10)
 
 
-def test_benchmarks_do_not_import_the_diffusion_code():
-    code = ("import sys, diffii_datasets.benchmarks; "
+def test_datasets_do_not_import_the_diffusion_code():
+    code = ("import sys, diffii_datasets.datasets as d; d.load_setting, d.CUB200, d.few_shot; "
             "print(sorted(m for m in sys.modules if m.startswith(('diffii_datasets.diffusion', 'diffusers'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_settings_table_needs_no_torch():
+    code = ("import sys; from diffii_datasets.datasets import get_setting, list_settings; "
+            "list_settings(), get_setting('cub-5shot'); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

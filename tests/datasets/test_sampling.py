@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmark_fakedata import CUB_CLASSES, write_cub
+from tests.helpers.fakedata import CUB_CLASSES, write_cub
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
 import diffii_datasets
-from diffii_datasets.benchmarks import (
+from diffii_datasets.datasets import (
     CUB200,
     LabeledSubset,
     few_shot,
@@ -198,15 +198,18 @@ def test_image_folder_keys_are_relative_paths():
     assert per_class(subset, 3) == [2, 2, 2]
 
 
-@pytest.mark.parametrize("shots", [0, -1, 2.5, True, "5"])
-def test_bad_shots(shots):
-    with pytest.raises(ValueError, match="shots"):
+@pytest.mark.parametrize("shots, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError),
+                                          ("5", TypeError)])
+def test_bad_shots(shots, error):
+    with pytest.raises(error, match="^shots must be a positive int"):
         few_shot(KeyedDataset([5, 5]), shots)
 
 
-@pytest.mark.parametrize("imbalance_factor", [0.5, 0, float("nan"), float("inf"), "10", None])
-def test_bad_imbalance_factor(imbalance_factor):
-    with pytest.raises(ValueError, match="imbalance_factor"):
+@pytest.mark.parametrize("imbalance_factor, error", [(0.5, ValueError), (0, ValueError), (float("nan"), ValueError),
+                                                     (float("inf"), ValueError), ("10", TypeError),
+                                                     (None, TypeError)])
+def test_bad_imbalance_factor(imbalance_factor, error):
+    with pytest.raises(error, match="^imbalance_factor must be a finite number >= 1"):
         long_tail(KeyedDataset([5, 5, 5]), imbalance_factor)
 
 

@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 import torchvision.datasets as tvd
-from benchmark_fakedata import label_of
+from tests.helpers.fakedata import label_of
 
-from diffii_datasets.benchmarks import FGVCAircraft, Flowers102, OxfordIIITPet, StanfordCars
+from diffii_datasets.datasets import FGVCAircraft, Flowers102, OxfordIIITPet, StanfordCars
 
 FLOWERS_SPLITS = ("train", "val", "test")
 
