@@ -7,10 +7,9 @@ the base dataset, finds (or fills) the store and serves items like a torchvision
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,80 +18,21 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from diffii_datasets import _checks
 from diffii_datasets.config import DiffIIConfig
+from diffii_datasets.data import find_classes, parse_item, scan_dataset
 from diffii_datasets.diffusion.concepts import ConceptSet
+from diffii_datasets.diffusion.pipeline import model_identity
 from diffii_datasets.distributed import World
-from diffii_datasets.hashing import fingerprint, image_digest
 from diffii_datasets.images import to_pil_rgb
-from diffii_datasets.store import SyntheticStore
-from diffii_datasets.synthesis import SynthesisJob, SynthesisReport, model_identity, synthesize
+from diffii_datasets.store import SyntheticStore, default_cache_dir
+from diffii_datasets.synthesis import SynthesisJob, SynthesisReport, load_generation_pipeline, synthesize
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DiffIIAugmented", "SyntheticDataset", "default_cache_dir"]
+__all__ = ["DiffIIAugmented", "SyntheticDataset"]
 
 MODES = ("replace", "concat")
-
-
-def default_cache_dir() -> Path:
-    """``$DIFFII_DATASETS_CACHE``, else ``~/.cache/diffii-datasets``."""
-    return Path(os.environ.get("DIFFII_DATASETS_CACHE", Path.home() / ".cache" / "diffii-datasets"))
-
-
-def find_classes(dataset: Any) -> list[str] | None:
-    """Class names from ``dataset.classes``, a Hugging Face ``ClassLabel`` feature, or a wrapped dataset."""
-    while dataset is not None:
-        classes = getattr(dataset, "classes", None)
-        if classes is not None:
-            return list(classes)
-        features = getattr(dataset, "features", None)
-        label = features.get("label") if isinstance(features, Mapping) else None
-        if label is not None and hasattr(label, "names"):
-            return list(label.names)
-        dataset = getattr(dataset, "dataset", None)  # torch.utils.data.Subset and friends
-    return None
-
-
-def parse_item(item: Any, index: int) -> tuple[Any, int]:
-    """``(image, int label)`` from a ``(image, label)`` pair or an ``{"image", "label"}`` mapping."""
-    if isinstance(item, Mapping) and "image" in item and "label" in item:
-        image, label = item["image"], item["label"]
-    elif isinstance(item, (tuple, list)) and len(item) == 2:
-        image, label = item
-    else:
-        raise TypeError(f"base_dataset[{index}] must be an (image, label) pair or a mapping with 'image' and "
-                        f"'label' keys, got {type(item).__name__}")
-    if isinstance(label, torch.Tensor) and label.ndim == 0:
-        label = label.item()
-    if isinstance(label, np.integer):
-        label = int(label)
-    if not isinstance(label, int) or isinstance(label, bool):
-        raise TypeError(f"base_dataset[{index}] has label {label!r}; expected an int or a 0-d integer tensor")
-    return image, label
-
-
-@dataclasses.dataclass
-class _Scan:
-    targets: list[int]
-    images_by_class: list[list[Image.Image]]
-    fingerprint: str
-
-
-def _scan(dataset: Any, classes: list[str]) -> _Scan:
-    if len(dataset) == 0:
-        raise ValueError("base_dataset is empty: Diff-II needs at least one image")
-    images_by_class: list[list[Image.Image]] = [[] for _ in classes]
-    targets, digests = [], []
-    for index in range(len(dataset)):
-        image, label = parse_item(dataset[index], index)
-        if not 0 <= label < len(classes):
-            raise ValueError(f"base_dataset[{index}] has label {label}, outside the {len(classes)} classes "
-                             f"(expected 0..{len(classes) - 1})")
-        image = to_pil_rgb(image, name=f"base_dataset[{index}] image")
-        images_by_class[label].append(image)
-        targets.append(label)
-        digests.append([image_digest(image), label])
-    return _Scan(targets, images_by_class, fingerprint({"classes": classes, "items": digests}))
 
 
 class DiffIIAugmented(Dataset):
@@ -141,35 +81,43 @@ class DiffIIAugmented(Dataset):
         progress: bool = True,
     ) -> None:
         if not hasattr(base_dataset, "__getitem__") or not hasattr(base_dataset, "__len__"):
-            raise TypeError(f"base_dataset must be a map-style dataset (with __getitem__ and __len__), "
-                            f"got {type(base_dataset).__name__}")
-        if not isinstance(metaclass, str) or not metaclass.strip():
-            raise ValueError(f"metaclass must be a non-empty word such as 'bird', got {metaclass!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not 0.0 <= synthetic_probability <= 1.0:
-            raise ValueError(f"synthetic_probability must be in [0, 1], got {synthetic_probability}")
+            _checks.fail(TypeError, "base_dataset", "a map-style dataset (with __getitem__ and __len__)",
+                         base_dataset)
+        metaclass = _checks.check_one_line(metaclass, "metaclass", expected="a one-line word such as 'bird'")
+        _checks.check_choice(mode, "mode", MODES)
+        synthetic_probability = _checks.check_number(synthetic_probability, "synthetic_probability", minimum=0,
+                                                     maximum=1)
+        _checks.check_bool(class_balanced, "class_balanced")
+        if sampling_seed is not None:
+            _checks.check_seed(sampling_seed, "sampling_seed")
+        _checks.check_bool(progress, "progress")
         if config is not None and not isinstance(config, DiffIIConfig):
-            raise TypeError(f"config must be a DiffIIConfig, got {type(config).__name__}")
+            _checks.fail(TypeError, "config", "a DiffIIConfig", config)
         if concepts is not None and not isinstance(concepts, ConceptSet):
-            raise TypeError(f"concepts must be a ConceptSet, got {type(concepts).__name__}")
-        names = list(classes) if classes is not None else find_classes(base_dataset)
-        if not names:
-            raise ValueError("could not find class names on base_dataset (no .classes or ClassLabel feature); "
-                             "pass classes=[...]")
+            _checks.fail(TypeError, "concepts", "a ConceptSet", concepts)
+        if classes is not None:
+            names = list(_checks.check_str_sequence(classes, "classes", expected="a list of class names"))
+        else:
+            names = find_classes(base_dataset)
+            if not names:
+                raise ValueError("could not find class names on base_dataset (no .classes or ClassLabel feature); "
+                                 "pass classes=[...]")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class names must be unique, repeated: {repeated}")
         if concepts is not None and list(concepts.class_names) != names:
             raise ValueError(f"concepts were learned for classes {concepts.class_names}, "
                              f"but base_dataset has {names}")
         config = config or DiffIIConfig()
         if pipeline is not None:
-            config = dataclasses.replace(config, model=model_identity(pipeline))
+            config = config.replace(model=model_identity(pipeline))
         self.original = base_dataset
         self.metaclass = metaclass.strip()
         self.config = config
         self.classes = names
         self.class_to_idx = {name: i for i, name in enumerate(names)}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.synthetic_probability = float(synthetic_probability)
+        self.synthetic_probability = synthetic_probability
         self.mode = mode
         self.class_balanced = class_balanced
         self.sampling_seed = config.seed if sampling_seed is None else int(sampling_seed)
@@ -210,11 +158,10 @@ class DiffIIAugmented(Dataset):
         """
         if self._store is not None:
             return self
-        scan = _scan(self.original, self.classes)
+        scan = scan_dataset(self.original, self.classes)
         job = SynthesisJob(scan.images_by_class, self.classes, self.metaclass, self.config,
                            scan.fingerprint, self.config.model, self._concepts)
-        store = SyntheticStore.create(self.cache_dir / job.store_key(), job.header(),
-                                      image_format=self.config.image_format)
+        store = job.create_store(self.cache_dir)
         report = synthesize(store, job, self._load_pipeline, concepts_root=self.cache_dir / "concepts",
                             progress=self.progress, world=world)
         self.report = report
@@ -228,11 +175,7 @@ class DiffIIAugmented(Dataset):
 
     def _load_pipeline(self) -> Any:
         if self._pipeline is None:
-            from diffii_datasets.diffusion.pipeline import load_pipeline
-
-            self._pipeline = load_pipeline(self.config.model, device=self.device)
-            # Generation shows one bar per process; the pipeline's per-step bars would only interleave with it.
-            self._pipeline.set_progress_bar_config(disable=True)
+            self._pipeline = load_generation_pipeline(self.config.model, self.device)
         return self._pipeline
 
     def _index(self, store: SyntheticStore, targets: list[int]) -> None:
@@ -265,7 +208,7 @@ class DiffIIAugmented(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Change the replace-mode draws; call it before each epoch's DataLoader iterator."""
-        self.epoch = int(epoch)
+        self.epoch = _checks.check_int(epoch, "epoch", minimum=0)
 
     def __len__(self) -> int:
         if self.mode == "replace":

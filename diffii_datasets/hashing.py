@@ -1,29 +1,24 @@
-"""The one fingerprint function: stable SHA-256 digests of images and JSON-able values.
+"""Content digests of images and tensors: the same pixels or values give the same digest on any machine.
 
-Used for store directories, caption/suffix caches and concept identities, so two
-runs that see the same content agree on a key, whatever the process or machine.
+JSON-able values are fingerprinted by :func:`diffii_datasets._io.fingerprint`; this
+module adds what needs the imaging libraries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from typing import Any
 
-from diffii_datasets.images import to_pil_rgb
+from diffii_datasets._io import fingerprint
 
-__all__ = ["fingerprint", "image_digest", "images_fingerprint"]
-
-
-def fingerprint(value: Any, length: int = 16) -> str:
-    """Hex digest of a JSON-serialisable value (keys sorted, so dict order does not matter)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_reject)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+__all__ = ["image_digest", "images_fingerprint", "tensor_digest"]
 
 
 def image_digest(image: Any) -> str:
     """Digest of an image's RGB pixels and size (independent of file format or PIL mode)."""
+    from diffii_datasets.images import to_pil_rgb
+
     rgb = to_pil_rgb(image)
     h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
     h.update(rgb.tobytes())
@@ -35,5 +30,11 @@ def images_fingerprint(images: Iterable[Any], length: int = 16) -> str:
     return fingerprint([image_digest(image) for image in images], length)
 
 
-def _reject(value: Any) -> Any:
-    raise TypeError(f"cannot fingerprint a value of type {type(value).__name__}: {value!r}")
+def tensor_digest(tensor: Any) -> str:
+    """Digest of a torch tensor's dtype, shape and bytes."""
+    import torch
+
+    tensor = tensor.detach().to("cpu").contiguous()
+    digest = hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

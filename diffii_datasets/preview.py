@@ -66,10 +66,7 @@ def preview_store(store: SyntheticStore, classes: Sequence[int] | None = None, p
     """A :func:`preview_grid` of a store: up to ``per_class`` real and synthetic images of each class."""
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
-    header = store.header()
-    if header is None:
-        raise FileNotFoundError(f"{store.path} is not a diffii-datasets store (no store.json)")
-    names = header["classes"]
+    names = store.header.classes
     classes = list(range(len(names))) if classes is None else list(classes)
     bad = [c for c in classes if not 0 <= c < len(names)]
     if bad:

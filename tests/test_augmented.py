@@ -15,19 +15,18 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms.functional import pil_to_tensor
 
-from augment_setup import FAST_CONFIG, make_dataset, make_wrapper
 from diffii_datasets import DiffIIConfig
 from diffii_datasets.hashing import image_digest
 from diffii_datasets.store import StoreMismatchError
 from diffii_datasets.testing import tiny_pipeline
-
-WORKER = Path(__file__).with_name("augment_worker.py")
+from tests.helpers import ROOT
+from tests.helpers.augment import FAST_CONFIG, make_dataset, make_wrapper
 
 
 def _worker(*args):
     """Command and environment of a worker process that computes exactly as this process does."""
-    env = {**os.environ, "DIFFII_TEST_THREADS": str(torch.get_num_threads())}
-    return [sys.executable, str(WORKER), *map(str, args)], env
+    env = {**os.environ, "DIFFII_TEST_THREADS": str(torch.get_num_threads()), "PYTHONPATH": str(ROOT)}
+    return [sys.executable, "-m", "tests.helpers.augment_worker", *map(str, args)], env
 
 
 def _store_files(store_path):
@@ -192,7 +191,8 @@ def test_accepts_tensor_and_ndarray_images_and_tensor_labels(tmp_path, pipe):
     ([], ["a"], ValueError, "base_dataset is empty"),
     ([("not", "pairs", "!")], ["a"], TypeError, r"base_dataset\[0\] must be an \(image, label\) pair"),
     ([(np.zeros((8, 8, 3), np.uint8), 5)], ["a", "b"], ValueError, r"label 5, outside the 2 classes"),
-    ([(np.zeros((8, 8, 3), np.uint8), "cat")], ["a"], TypeError, "expected an int"),
+    ([(np.zeros((8, 8, 3), np.uint8), "cat")], ["a"], TypeError,
+     r"the label of base_dataset\[0\] must be an int or a 0-d integer tensor, got str 'cat'"),
 ])
 def test_bad_base_datasets_are_clear_errors(tmp_path, pipe, items, classes, error, match):
     with pytest.raises(error, match=match):

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from diffii_datasets.diffusion.prompts import build_prompt, normalize_suffix
-from diffii_datasets.hashing import fingerprint, image_digest, images_fingerprint
+from diffii_datasets._io import fingerprint
+from diffii_datasets.hashing import image_digest, images_fingerprint
 from diffii_datasets.images import to_pil_rgb, to_rgb_tensor
 
 

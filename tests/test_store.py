@@ -1,14 +1,18 @@
 """The on-disk store: atomic class commits, verification, header checks, deterministic manifest."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from PIL import Image
 
-from diffii_datasets.store import StoreMismatchError, SyntheticStore
+from diffii_datasets import DiffIIConfig
+from diffii_datasets._io import FileFormatError
+from diffii_datasets.store import StoreFormatError, StoreHeader, StoreMismatchError, SyntheticStore
 
-HEADER = {"config": {"seed": 0, "expansion_rate": 5.0}, "classes": ["F/A-18", "../x"]}
+HEADER = StoreHeader(config=DiffIIConfig(seed=0), classes=("F/A-18", "../x"), metaclass="plane", dataset="d0",
+                     model="m0", concepts="c0", real_counts=(2, 2), expected_counts=(3, 3))
 VERSIONS = {"torch": "x"}
 
 
@@ -89,7 +93,7 @@ def test_manifest_is_deterministic_and_needs_every_class(tmp_path):
         _fill(store, 1, count=2)
         manifest = store.finalize([0, 1], VERSIONS)
     assert manifest["complete"] and manifest["total_images"] == 5
-    assert manifest["classes"] == HEADER["classes"] and manifest["versions"] == VERSIONS
+    assert manifest["classes"] == list(HEADER.classes) and manifest["versions"] == VERSIONS
     a, b = ((s.path / "manifest.json").read_bytes() for s in stores)
     assert a == b
     for relative in ("classes/00000/class.json", "classes/00001/metadata.jsonl", "classes/00000/images/00002.png"):
@@ -98,18 +102,48 @@ def test_manifest_is_deterministic_and_needs_every_class(tmp_path):
 
 def test_reopening_with_another_header_explains_the_difference(tmp_path):
     SyntheticStore.create(tmp_path / "s", HEADER)
-    SyntheticStore.create(tmp_path / "s", json.loads(json.dumps(HEADER)))  # same header: fine
-    other = {**HEADER, "config": {"seed": 1, "expansion_rate": 5.0}}
+    SyntheticStore.create(tmp_path / "s", StoreHeader.from_dict(json.loads(json.dumps(HEADER.to_dict()))))  # same
+    other = dataclasses.replace(HEADER, config=DiffIIConfig(seed=1))
     with pytest.raises(StoreMismatchError, match=r"config\.seed: store has 0, requested 1"):
         SyntheticStore.create(tmp_path / "s", other)
 
 
-def test_jpeg_option_and_bad_format(tmp_path):
-    store = SyntheticStore.create(tmp_path / "s", HEADER, image_format="jpeg")
+def test_open_reads_the_typed_header(tmp_path):
+    SyntheticStore.create(tmp_path / "s", HEADER)
+    store = SyntheticStore.open(tmp_path / "s")
+    assert store.header == HEADER and store.header.key() == HEADER.key()
+    assert store.header.config.seed == 0 and store.image_format == "png"
+    with pytest.raises(StoreFormatError, match="has no store.json"):
+        SyntheticStore.open(tmp_path)
+
+
+def test_a_store_of_version_0_1_is_reported_not_misread(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "store.json").write_text(json.dumps({"format": 1, "config": {"seed": 0}, "classes": ["a"]}))
+    with pytest.raises(StoreFormatError, match="store format 1 \\(diffii-datasets 0.1\\).*Generate the set again"):
+        SyntheticStore.open(old)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{not json", "is not valid JSON"),
+    ("[]", "must hold a JSON object, found list"),
+    ('{"format": 2, "classes": []}', "lacks the field 'config'"),
+])
+def test_a_damaged_header_names_the_file(tmp_path, text, problem):
+    (tmp_path / "store.json").write_text(text)
+    with pytest.raises(FileFormatError, match=problem) as caught:
+        SyntheticStore.open(tmp_path)
+    assert caught.value.path == tmp_path / "store.json"
+
+
+def test_jpeg_option(tmp_path):
+    header = dataclasses.replace(HEADER, config=DiffIIConfig(image_format="jpeg"))
+    store = SyntheticStore.create(tmp_path / "s", header)
     _fill(store, 0, count=1)
     assert store.records(0)[0]["file"] == "images/00000.jpg"
     with pytest.raises(ValueError, match="image_format"):
-        SyntheticStore(tmp_path / "t", image_format="gif")
+        DiffIIConfig(image_format="gif")
 
 
 def test_unusable_cache_dir_is_a_clear_error(tmp_path):

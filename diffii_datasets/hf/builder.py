@@ -8,8 +8,8 @@
 
     DiffIIBuilder(config_name="cub-5shot", source="someone/diffii-cub")   # or a local export folder
 
-Generating goes through :class:`~diffii_datasets.DiffIIAugmented`, hence through the one
-synthesis path and its resumable store (under ``diffii_cache_dir``); downloading reads
+Generating calls :func:`~diffii_datasets.synthesis.synthesize`, the one synthesis path,
+with its resumable store (under ``diffii_cache_dir``); downloading reads
 the Parquet layout :func:`~diffii_datasets.hf.export_to_folder` writes and checks its
 features. :func:`load` does the three steps at once.
 """
@@ -27,24 +27,22 @@ from typing import Any
 import datasets
 from huggingface_hub import snapshot_download
 
-from diffii_datasets.benchmarks.registry import BenchmarkSetting, list_benchmarks
 from diffii_datasets.config import DiffIIConfig
-from diffii_datasets.hf.convert import class_names_of, open_store, real_examples, synthetic_examples, test_examples
+from diffii_datasets.datasets.settings import Setting, get_setting, list_settings
+from diffii_datasets.hf.convert import real_examples, synthetic_examples, test_examples
 from diffii_datasets.hf.features import SPLITS, check_features, diffii_features
 from diffii_datasets.hf.hub import CITATION, check_repo_id, prebuilt_files
-from diffii_datasets.store import SyntheticStore
+from diffii_datasets.store import SyntheticStore, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DiffIIBuilder", "DiffIIBuilderConfig", "KNOBS", "load"]
-
-# Every DiffIIConfig field can be passed to the builder by name; ``seed`` is the builder
-# config's own field, as it also draws the real subset.
-KNOBS = tuple(field.name for field in dataclasses.fields(DiffIIConfig) if field.name != "seed")
+__all__ = ["DiffIIBuilder", "DiffIIBuilderConfig", "load"]
 
 
-def _settings() -> dict[str, BenchmarkSetting]:
-    return {setting.name: setting for setting in list_benchmarks()}
+def _generation_knobs() -> list[str]:
+    """Every ``DiffIIConfig`` knob is a builder keyword; ``seed`` is the builder config's own field (it also
+    draws the real subset)."""
+    return [item.name for item in DiffIIConfig.knobs() if item.name != "seed"]
 
 
 @dataclasses.dataclass
@@ -73,8 +71,8 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
     include_test: bool = True
     source_fingerprint: str | None = None
 
-    def setting(self) -> BenchmarkSetting:
-        return _settings()[self.name]
+    def setting(self) -> Setting:
+        return get_setting(self.name)
 
     def diffii_config(self) -> DiffIIConfig:
         """The full Diff-II configuration: paper defaults, the setting's defaults, then ``diffii``."""
@@ -89,7 +87,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     and ``test`` (the real evaluation split); features: :func:`~diffii_datasets.hf.diffii_features`.
 
     Args:
-        config_name: one of the settings of :func:`~diffii_datasets.benchmarks.list_benchmarks`.
+        config_name: one of the settings of :func:`~diffii_datasets.datasets.list_settings`.
         data_dir: the raw data root to generate from (see :class:`DiffIIBuilderConfig`).
         source: a Hub repository id or a local export folder to load a prebuilt set from
             instead; then no generation knob may be passed.
@@ -114,7 +112,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [
         DiffIIBuilderConfig(name=setting.name, version=datasets.Version("1.0.0"),
                             description=f"{setting.name}: {setting.train_split}, Diff-II synthetic images")
-        for setting in list_benchmarks()
+        for setting in list_settings()
     ]
     DEFAULT_WRITER_BATCH_SIZE = 100  # rows of images per Arrow record batch
 
@@ -130,19 +128,16 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         progress: bool = True,
         **kwargs: Any,
     ) -> None:
-        settings = _settings()
-        if config_name not in settings:
-            raise ValueError(f"config_name must be one of the paper's settings: {', '.join(settings)}; "
-                             f"got {config_name!r}")
+        get_setting(config_name)  # a ValueError listing the settings
         if diffii_config is not None and not isinstance(diffii_config, DiffIIConfig):
             raise TypeError(f"diffii_config must be a DiffIIConfig, got {type(diffii_config).__name__}")
-        overrides = {name: kwargs.pop(name) for name in KNOBS if name in kwargs}
+        overrides = {name: kwargs.pop(name) for name in _generation_knobs() if name in kwargs}
         if diffii_config is not None:
             base = diffii_config.to_dict()
             kwargs.setdefault("seed", base.pop("seed"))
             overrides = {**base, **overrides}
         if pipeline is not None:
-            from diffii_datasets.synthesis import model_identity
+            from diffii_datasets.diffusion.pipeline import model_identity
 
             if "model" in overrides and diffii_config is None:
                 raise ValueError("pass pipeline= or model=, not both: a ready pipeline names the model itself")
@@ -189,29 +184,33 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     # -- generating ----------------------------------------------------------------------
 
     def _generated_splits(self) -> list[datasets.SplitGenerator]:
-        from diffii_datasets.augmented import DiffIIAugmented
+        from diffii_datasets.data import class_names, scan_dataset
+        from diffii_datasets.synthesis import SynthesisJob, load_generation_pipeline, synthesize
 
         if self.config.data_dir is None:
             raise ValueError(f"{self.config.name}: pass data_dir=<raw data root> to generate the set, or "
                              "source=<Hub repo id or export folder> to load a prebuilt one")
-        setting = self.config.setting()
-        benchmark = setting.load(self.config.data_dir, self.config.seed)
-        augmented = DiffIIAugmented(
-            benchmark.train, benchmark.metaclass, config=self.config.diffii_config(), pipeline=self._pipeline,
-            concepts=self._concepts, cache_dir=self._diffii_cache_dir, device=self._device, progress=self._progress,
-        )
-        store = open_store(augmented)
+        splits = self.config.setting().load(self.config.data_dir, self.config.seed)
+        config = self.config.diffii_config()
+        names = class_names(splits.train)
+        scan = scan_dataset(splits.train, names)
+        job = SynthesisJob(scan.images_by_class, names, splits.metaclass, config, scan.fingerprint, config.model,
+                           self._concepts)
+        cache = Path(self._diffii_cache_dir) if self._diffii_cache_dir is not None else default_cache_dir()
+        store = job.create_store(cache)
+        pipeline = self._pipeline
+        synthesize(store, job, lambda: pipeline or load_generation_pipeline(config.model, self._device),
+                   concepts_root=cache / "concepts", progress=self._progress)
         self.store = store
         self._pipeline = None  # generation is over
-        names = class_names_of(store)
         self.info.features = diffii_features(names)
         store_path = str(store.path)
-        splits = [datasets.SplitGenerator(name=split, gen_kwargs={"kind": split, "store_path": store_path})
-                  for split in ("train", "synthetic")]
+        generators = [datasets.SplitGenerator(name=split, gen_kwargs={"kind": split, "store_path": store_path})
+                      for split in ("train", "synthetic")]
         if self.config.include_test:
-            splits.append(datasets.SplitGenerator(name="test", gen_kwargs={
-                "kind": "test", "dataset": benchmark.test, "class_names": tuple(names)}))
-        return splits
+            generators.append(datasets.SplitGenerator(name="test", gen_kwargs={
+                "kind": "test", "dataset": splits.test, "class_names": tuple(names)}))
+        return generators
 
     # -- downloading ---------------------------------------------------------------------
 
@@ -256,9 +255,9 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         elif kind == "test":
             rows = test_examples(dataset, class_names)
         elif kind == "train":
-            rows = real_examples(SyntheticStore(store_path))
+            rows = real_examples(SyntheticStore.open(store_path))
         else:
-            rows = synthetic_examples(SyntheticStore(store_path))
+            rows = synthetic_examples(SyntheticStore.open(store_path))
         yield from enumerate(rows)
 
 

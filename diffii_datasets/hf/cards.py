@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-__all__ = ["FAMILIES", "cards_dir", "render_card", "resolve_card"]
+from diffii_datasets.datasets.settings import FAMILIES
 
-FAMILIES = ("cub", "aircraft", "cars", "pet", "cub-lt", "flower-lt")
+__all__ = ["cards_dir", "render_card", "resolve_card"]
 BASE_TEMPLATE = "_base.md"
 # Card YAML keys computed from the data: they win over a template's front matter.
 DATA_KEYS = ("configs", "dataset_info", "diffii", "size_categories")

@@ -8,7 +8,6 @@ generators feed :func:`to_dataset_dict`, the Hub export and :class:`DiffIIBuilde
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,8 @@ from typing import Any
 
 import datasets
 
+from diffii_datasets._io import sha256_file
+from diffii_datasets.data import find_classes, parse_item
 from diffii_datasets.hf.features import diffii_features, neutral_provenance
 from diffii_datasets.images import to_pil_rgb
 from diffii_datasets.store import SyntheticStore
@@ -24,7 +25,7 @@ from diffii_datasets.store import SyntheticStore
 __all__ = [
     "IncompleteStoreError",
     "check_test_dataset",
-    "class_names_of",
+    "checked_store_dataset_dict",
     "open_store",
     "real_examples",
     "synthetic_examples",
@@ -37,33 +38,25 @@ class IncompleteStoreError(ValueError):
     """Raised when a store is asked for rows before every class is committed, or is damaged."""
 
 
-def open_store(source: Any) -> SyntheticStore:
-    """The complete, intact store behind ``source``.
+def open_store(source: SyntheticStore | str | os.PathLike) -> SyntheticStore:
+    """The complete, intact store ``source`` (a :class:`~diffii_datasets.SyntheticStore` or its directory).
 
-    ``source`` is a :class:`~diffii_datasets.DiffIIAugmented` (prepared first: this may
-    generate), a :class:`~diffii_datasets.SyntheticStore` or the path of a store
-    directory. A store whose classes are not all committed, or whose files do not match
-    their checksums, is refused with the classes concerned.
+    A store whose classes are not all committed, or whose files do not match their
+    checksums, is refused with the classes concerned. Nothing is generated here: a
+    wrapper's store is ``DiffIIAugmented(...).store``.
     """
-    from diffii_datasets.augmented import DiffIIAugmented
-
-    if isinstance(source, DiffIIAugmented):
-        store = source.prepare().store
+    if isinstance(source, (str, os.PathLike)):
+        store = SyntheticStore.open(source)
     elif isinstance(source, SyntheticStore):
         store = source
-    elif isinstance(source, (str, os.PathLike)):
-        store = SyntheticStore(source)
     else:
-        raise TypeError(f"source must be a DiffIIAugmented, a SyntheticStore or a store directory, "
+        raise TypeError(f"source must be a SyntheticStore or a store directory (DiffIIAugmented(...).store), "
                         f"got {type(source).__name__}")
-    header = store.header()
-    if header is None:
-        raise ValueError(f"source: {store.path} is not a synthetic store (no store.json); "
-                         "pass the directory DiffIIAugmented(...).store.path points to")
-    classes = list(range(len(header["classes"])))
+    header = store.header
+    classes = list(range(header.num_classes))
     missing = [c for c in classes if not store.is_committed(c)]
     if missing:
-        names = ", ".join(f"{c} ({header['classes'][c]})" for c in missing)
+        names = ", ".join(f"{c} ({header.classes[c]})" for c in missing)
         raise IncompleteStoreError(f"the store at {store.path} is not complete: {len(missing)} of {len(classes)} "
                                    f"classes are not generated yet: {names}. Finish it first (prepare() resumes).")
     problems = store.verify(classes)
@@ -83,7 +76,7 @@ def _image(data: bytes, path: str) -> dict[str, Any]:
 
 def real_examples(store: SyntheticStore) -> Iterator[dict[str, Any]]:
     """The store's real images, class by class, each class in the order ``source_indices`` refer to."""
-    for class_index in range(len(store.header()["classes"])):
+    for class_index in range(store.header.num_classes):
         for path in store.real_images(class_index):
             name = f"{class_index:05d}/real/{path.name}"
             yield {"image": _image(path.read_bytes(), name), "label": class_index, **neutral_provenance()}
@@ -91,7 +84,7 @@ def real_examples(store: SyntheticStore) -> Iterator[dict[str, Any]]:
 
 def synthetic_examples(store: SyntheticStore) -> Iterator[dict[str, Any]]:
     """The store's synthetic images with their provenance, class by class, in generation order."""
-    for class_index in range(len(store.header()["classes"])):
+    for class_index in range(store.header.num_classes):
         for record in store.records(class_index):
             data = store.image_path(class_index, record["file"]).read_bytes()
             yield {
@@ -107,8 +100,6 @@ def synthetic_examples(store: SyntheticStore) -> Iterator[dict[str, Any]]:
 
 def check_test_dataset(dataset: Any, class_names: Sequence[str]) -> None:
     """Refuse a test set that is not a map-style dataset or names other classes than the store."""
-    from diffii_datasets.augmented import find_classes
-
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise TypeError(f"test_dataset must be a map-style dataset, got {type(dataset).__name__}")
     names = find_classes(dataset)
@@ -119,8 +110,6 @@ def check_test_dataset(dataset: Any, class_names: Sequence[str]) -> None:
 
 def test_examples(dataset: Any, class_names: Sequence[str]) -> Iterator[dict[str, Any]]:
     """Rows of a real evaluation dataset (``(image, label)`` items), images stored as lossless PNG."""
-    from diffii_datasets.augmented import parse_item
-
     check_test_dataset(dataset, class_names)
     for index in range(len(dataset)):
         image, label = parse_item(dataset[index], index)
@@ -133,17 +122,8 @@ def test_examples(dataset: Any, class_names: Sequence[str]) -> Iterator[dict[str
 
 def _store_split(store_path: str, manifest_sha256: str, split: str) -> Iterator[dict[str, Any]]:
     # The manifest digest is an argument only so that datasets' cache key changes with the store's content.
-    store = SyntheticStore(store_path)
+    store = SyntheticStore.open(store_path)
     yield from real_examples(store) if split == "train" else synthetic_examples(store)
-
-
-def _test_split(dataset: Any, class_names: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    yield from test_examples(dataset, class_names)
-
-
-def class_names_of(store: SyntheticStore) -> list[str]:
-    """The store's class names, in label order."""
-    return list(store.header()["classes"])
 
 
 def to_dataset_dict(
@@ -155,17 +135,21 @@ def to_dataset_dict(
     """A complete store as a ``DatasetDict``: ``train`` (real), ``synthetic`` and, given ``test_dataset``, ``test``.
 
     Args:
-        source: a :class:`~diffii_datasets.DiffIIAugmented`, a
-            :class:`~diffii_datasets.SyntheticStore` or a store directory (see :func:`open_store`).
+        source: a :class:`~diffii_datasets.SyntheticStore` or a store directory (see :func:`open_store`).
         test_dataset: the real evaluation set (``(image, label)`` items with the store's classes).
         cache_dir: where ``datasets`` writes its Arrow files (default: its own cache). The
             cache key of the store splits is the store's manifest, so a regenerated store
             is never served from a stale cache.
     """
-    store = open_store(source)
-    names = class_names_of(store)
+    return checked_store_dataset_dict(open_store(source), test_dataset, cache_dir=cache_dir)
+
+
+def checked_store_dataset_dict(store: SyntheticStore, test_dataset: Any = None, *,
+                               cache_dir: str | os.PathLike | None = None) -> datasets.DatasetDict:
+    """:func:`to_dataset_dict` of a store that :func:`open_store` has already checked (checksums are read once)."""
+    names = list(store.header.classes)
     features = diffii_features(names)
-    manifest_sha256 = hashlib.sha256((store.path / "manifest.json").read_bytes()).hexdigest()
+    manifest_sha256 = sha256_file(store.path / "manifest.json")
     if test_dataset is not None:
         check_test_dataset(test_dataset, names)
     cache = str(cache_dir) if cache_dir is not None else None
@@ -178,7 +162,7 @@ def to_dataset_dict(
         )
     if test_dataset is not None:
         splits["test"] = datasets.Dataset.from_generator(
-            _test_split, features=features, cache_dir=cache, split=datasets.NamedSplit("test"),
+            test_examples, features=features, cache_dir=cache, split=datasets.NamedSplit("test"),
             gen_kwargs={"dataset": test_dataset, "class_names": tuple(names)},
         )
     return datasets.DatasetDict(splits)

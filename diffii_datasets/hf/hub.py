@@ -34,9 +34,9 @@ from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from diffii_datasets.benchmarks.registry import BenchmarkSetting, list_benchmarks
-from diffii_datasets.hf.cards import FAMILIES, render_card, resolve_card
-from diffii_datasets.hf.convert import open_store, to_dataset_dict
+from diffii_datasets.datasets.settings import FAMILIES, Setting, list_settings
+from diffii_datasets.hf.cards import render_card, resolve_card
+from diffii_datasets.hf.convert import checked_store_dataset_dict, open_store
 from diffii_datasets.store import SyntheticStore
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,9 @@ CITATION = """@inproceedings{wang2025diffii,
 }"""
 
 
-def settings_by_name() -> dict[str, BenchmarkSetting]:
-    return {setting.name: setting for setting in list_benchmarks()}
+def _paper_setting(config_name: str) -> Setting | None:
+    """The paper setting a config is named after, or ``None`` for another name."""
+    return next((setting for setting in list_settings() if setting.name == config_name), None)
 
 
 def check_config_name(config_name: Any) -> str:
@@ -71,7 +72,7 @@ def check_config_name(config_name: Any) -> str:
         raise ValueError(
             f"config_name must start with a letter or digit and hold only letters, digits, '.', '_' and '-', "
             f"and must not be 'data' (datasets forbids it; it also forbids any of <>:/\\|?*), got {config_name!r}; "
-            f"the paper's settings are {', '.join(settings_by_name())}")
+            f"the paper's settings are {', '.join(s.name for s in list_settings())}")
     return config_name
 
 
@@ -87,50 +88,50 @@ def check_repo_id(repo_id: Any) -> str:
     return repo_id
 
 
-def _card_template(card: str | os.PathLike | None, setting: BenchmarkSetting | None) -> tuple[Path, str]:
+def _card_template(card: str | os.PathLike | None, setting: Setting | None) -> tuple[Path, str]:
     """The template and family of a config: the setting's family, a named family, or a custom template's stem."""
-    template = resolve_card(card, setting.benchmark if setting else None)
+    template = resolve_card(card, setting.family if setting else None)
     named = isinstance(card, str) and card in FAMILIES
-    family = card if named else setting.benchmark if setting is not None else template.stem
-    if setting is not None and family != setting.benchmark:
+    family = card if named else setting.family if setting is not None else template.stem
+    if setting is not None and family != setting.family:
         raise ValueError(f"card {card!r} is for the {family!r} family, but config {setting.name!r} belongs to "
-                         f"{setting.benchmark!r}; leave card=None to use that family's template")
+                         f"{setting.family!r}; leave card=None to use that family's template")
     return template, family
 
 
-def _check_store_fits_setting(store: SyntheticStore, setting: BenchmarkSetting) -> None:
+def _check_store_fits_setting(store: SyntheticStore, setting: Setting) -> None:
     """Refuse publishing a store under a paper setting it cannot be; warn on a class count that differs."""
-    header = store.header()
-    if header["metaclass"] != setting.metaclass:
+    header = store.header
+    if header.metaclass != setting.metaclass:
         raise ValueError(f"config_name {setting.name!r} is a {setting.metaclass!r} setting, but the store was "
-                         f"made for metaclass {header['metaclass']!r}; pick a matching config name")
-    if setting.shots is not None and max(header["real_counts"]) > setting.shots:
+                         f"made for metaclass {header.metaclass!r}; pick a matching config name")
+    if setting.shots is not None and max(header.real_counts) > setting.shots:
         raise ValueError(f"config_name {setting.name!r} allows at most {setting.shots} real images per class, but "
-                         f"the store has classes with {max(header['real_counts'])}")
-    if len(header["classes"]) != setting.num_classes:
+                         f"the store has classes with {max(header.real_counts)}")
+    if header.num_classes != setting.num_classes:
         logger.warning("%s has %d classes in the paper; this store has %d", setting.name, setting.num_classes,
-                       len(header["classes"]))
+                       header.num_classes)
 
 
-def _generation_record(store: SyntheticStore, config_name: str, family: str, setting: BenchmarkSetting | None,
+def _generation_record(store: SyntheticStore, config_name: str, family: str, setting: Setting | None,
                        rows: dict[str, int]) -> dict[str, Any]:
     """What the card says about one config: where its images come from and how they were made."""
-    header, manifest = store.header(), store.manifest()
+    header, manifest = store.header, store.manifest()
     record = {
         "config_name": config_name,
         "family": family,
-        "metaclass": header["metaclass"],
-        "num_classes": len(header["classes"]),
+        "metaclass": header.metaclass,
+        "num_classes": header.num_classes,
         "num_rows": rows,
-        "real_per_class": {"min": min(header["real_counts"]), "max": max(header["real_counts"])},
-        "model": header["model"],
-        "concepts": header["concepts"],
-        "real_subset_fingerprint": header["dataset"],
-        "generation": header["config"],
+        "real_per_class": {"min": min(header.real_counts), "max": max(header.real_counts)},
+        "model": header.model,
+        "concepts": header.concepts,
+        "real_subset_fingerprint": header.dataset,
+        "generation": header.config.to_dict(),
         "versions": manifest.get("versions", {}),
     }
     if setting is not None:
-        record["setting"] = {"name": setting.name, "benchmark": setting.benchmark, "train_split": setting.train_split,
+        record["setting"] = {"name": setting.name, "family": setting.family, "train_split": setting.train_split,
                              "test_split": setting.test_split, "shots": setting.shots,
                              "imbalance_factor": setting.imbalance_factor}
     return record
@@ -203,18 +204,26 @@ def export_to_folder(
         check_repo_id(repo_id)
     if not isinstance(max_shard_size, int) or max_shard_size <= 0:
         raise ValueError(f"max_shard_size must be a positive number of bytes, got {max_shard_size!r}")
-    setting = settings_by_name().get(config_name)
+    setting = _paper_setting(config_name)
     template, family = _card_template(card, setting)
     store = open_store(source)
     if setting is not None:
         _check_store_fits_setting(store, setting)
-    folder = Path(folder)
+    return _export(store, Path(folder), config_name, setting, template, family, test_dataset, repo_id,
+                   max_shard_size, cache_dir)
+
+
+def _export(store: SyntheticStore, folder: Path, config_name: str, setting: Setting | None, template: Path,
+            family: str, test_dataset: Any, repo_id: str | None, max_shard_size: int,
+            cache_dir: str | os.PathLike | None) -> list[Path]:
+    """:func:`export_to_folder` once its arguments are checked and the store is verified."""
     folder.mkdir(parents=True, exist_ok=True)
     card_data = _existing_card_data(folder / "README.md", family)
 
     with tempfile.TemporaryDirectory(prefix="diffii-export-") as scratch:
         # Without a cache_dir, the intermediate Arrow files go to a scratch folder, not datasets' cache.
-        splits = to_dataset_dict(store, test_dataset, cache_dir=cache_dir if cache_dir is not None else scratch)
+        splits = checked_store_dataset_dict(store, test_dataset,
+                                            cache_dir=cache_dir if cache_dir is not None else scratch)
         data_dir = folder / "data" / config_name
         if data_dir.exists():
             shutil.rmtree(data_dir)
@@ -324,8 +333,8 @@ def push_to_hub(
     if token is not None and (not isinstance(token, str) or not token):
         raise TypeError("token must be a non-empty string or None (None: HF_TOKEN or `hf auth login`)")
     store = open_store(source)  # refuse an incomplete store before any network call
-    setting = settings_by_name().get(config_name)
-    _card_template(card, setting)
+    setting = _paper_setting(config_name)
+    template, family = _card_template(card, setting)
     if setting is not None:
         _check_store_fits_setting(store, setting)
     if token is None and get_token() is None:
@@ -338,8 +347,8 @@ def push_to_hub(
     with tempfile.TemporaryDirectory(prefix="diffii-push-") as tmp:
         folder = Path(tmp)
         had_readme = _download_readme(api, repo_id, parent, folder)
-        files = export_to_folder(store, folder, config_name, test_dataset=test_dataset, card=card, repo_id=repo_id,
-                                 cache_dir=cache_dir)
+        files = _export(store, folder, config_name, setting, template, family, test_dataset, repo_id,
+                        DEFAULT_MAX_SHARD_SIZE, cache_dir)
         logger.info("uploading %d files to %s (%s README)", len(files), repo_id, "merged" if had_readme else "new")
         commit = api.upload_folder(
             repo_id=repo_id,

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from benchmark_fakedata import write_cub  # noqa: E402
-from hf_setup import FAKE_CUB, FAST_KNOBS  # noqa: E402
+from tests.helpers.fakedata import write_cub
+from tests.helpers.hf import FAKE_CUB, FAST_KNOBS
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +30,6 @@ def cub_build(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cub_test_split(cub_build):
     """The fake CUB's real test split, as the builder reads it."""
-    from diffii_datasets.benchmarks import load_setting
+    from diffii_datasets.datasets import load_setting
 
     return load_setting("cub-5shot", cub_build.root / "raw", seed=0).test

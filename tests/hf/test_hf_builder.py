@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import shutil
 
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from hf_setup import CLASS_NAMES, FAST_KNOBS
 
 import diffii_datasets
 from diffii_datasets import DiffIIAugmented, DiffIIConfig
-from diffii_datasets.benchmarks import list_benchmarks, load_setting
+from diffii_datasets.datasets import list_settings, load_setting
 from diffii_datasets.hf import (
-    KNOBS,
     DiffIIBuilder,
     diffii_features,
     export_to_folder,
     to_dataset_dict,
 )
+from tests.helpers.hf import CLASS_NAMES, FAST_KNOBS
 
 pytestmark = pytest.mark.filterwarnings("ignore:few_shot:UserWarning")  # the fake CUB has fewer than 5 shots
 
@@ -38,10 +37,16 @@ def export_folder(cub_build, cub_test_split, tmp_path_factory):
 
 
 def test_one_builder_config_per_paper_setting():
-    assert [config.name for config in DiffIIBuilder.BUILDER_CONFIGS] == [s.name for s in list_benchmarks()]
+    assert [config.name for config in DiffIIBuilder.BUILDER_CONFIGS] == [s.name for s in list_settings()]
     assert len(DiffIIBuilder.BUILDER_CONFIGS) == 14
-    assert set(KNOBS) | {"seed"} == {field.name for field in dataclasses.fields(DiffIIConfig)}
-    ratios = {s.name: s.split_ratio for s in list_benchmarks()}
+    signature = inspect.signature(DiffIIBuilder)
+    assert all(item.name not in signature.parameters for item in DiffIIConfig.knobs())  # keywords, derived
+    builder = DiffIIBuilder(config_name="cub-5shot", concept_lora_rank=4, split_ratio=0.5, seed=2)
+    assert builder.config.diffii == {"concept_lora_rank": 4, "split_ratio": 0.5}
+    assert builder.config.diffii_config() == DiffIIConfig(concept_lora_rank=4, split_ratio=0.5, seed=2)
+    with pytest.raises(ValueError, match="^concept_lora_rank must be a positive int, got 0"):
+        DiffIIBuilder(config_name="cub-5shot", concept_lora_rank=0)
+    ratios = {s.name: s.split_ratio for s in list_settings()}
     assert ratios["cub-5shot"] == 0.3 and ratios["pet-10shot"] == 0.1 and ratios["flower-lt-if20"] == 1.0
 
 
@@ -60,7 +65,7 @@ def test_generated_splits_and_features(cub_build):
 
 
 def test_builder_generates_through_the_wrapper_store(cub_build, cub_test_split, tmp_path):
-    """The builder's rows are the wrapper's store, converted: one generation path, no copy of it."""
+    """The builder's rows are the wrapper's store, converted: one generation path, one store."""
     config = cub_build.builder.config.diffii_config()
     assert config.split_ratio == 0.3 and config.expansion_rate == 1.0 and config.seed == 0
     bench = load_setting("cub-5shot", cub_build.root / "raw", seed=0)
@@ -68,7 +73,7 @@ def test_builder_generates_through_the_wrapper_store(cub_build, cub_test_split, 
                               progress=False).prepare()
     assert wrapper.report.generated == []  # the builder filled exactly this store
     assert wrapper.store.path == cub_build.store.path
-    converted = to_dataset_dict(wrapper, cub_test_split, cache_dir=tmp_path)
+    converted = to_dataset_dict(wrapper.store, cub_test_split, cache_dir=tmp_path)
     for split in ("train", "synthetic", "test"):
         assert raw_rows(cub_build.dataset[split]) == raw_rows(converted[split]), split
     assert [wrapper.synthetic.metadata(i)["lam"] for i in range(6)] == cub_build.dataset["synthetic"]["lam"]
@@ -139,7 +144,7 @@ def test_bad_arguments(cub_build, tiny_pipe, tmp_path):
 
 
 def test_pipeline_object_names_the_model(tiny_pipe, tmp_path):
-    from diffii_datasets.synthesis import model_identity
+    from diffii_datasets.diffusion.pipeline import model_identity
 
     builder = DiffIIBuilder(config_name="cub-10shot", data_dir="/nowhere", pipeline=tiny_pipe,
                             cache_dir=str(tmp_path), **{k: v for k, v in FAST_KNOBS.items()})

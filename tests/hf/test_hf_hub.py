@@ -12,13 +12,12 @@ from types import SimpleNamespace
 import datasets
 import pytest
 from datasets.info import DatasetInfosDict
-from hf_setup import CLASS_NAMES
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import EntryNotFoundError
 
 from diffii_datasets import DiffIIConfig, SyntheticStore
+from diffii_datasets.datasets import FAMILIES
 from diffii_datasets.hf import (
-    FAMILIES,
     IncompleteStoreError,
     diffii_features,
     export_to_folder,
@@ -27,6 +26,7 @@ from diffii_datasets.hf import (
 )
 from diffii_datasets.hf.cards import render_card, resolve_card
 from diffii_datasets.hf.hub import CITATION
+from tests.helpers.hf import CLASS_NAMES
 
 pytestmark = pytest.mark.filterwarnings("ignore:few_shot:UserWarning")  # the fake CUB has fewer than 5 shots
 
@@ -221,7 +221,7 @@ def test_second_push_merges_the_existing_readme(cub_build, exported, monkeypatch
 def test_push_refuses_an_incomplete_store_before_any_network_call(cub_build, monkeypatch, tmp_path):
     hub = FakeHub(monkeypatch)
     shutil.copytree(cub_build.store.path, tmp_path / "store")
-    store = SyntheticStore(tmp_path / "store")
+    store = SyntheticStore.open(tmp_path / "store")
     store.discard(2)
     with pytest.raises(IncompleteStoreError, match=r"2 \(Sooty Albatross\)"):
         push_to_hub(store, REPO, "cub-5shot", token=TOKEN)
