@@ -1,6 +1,6 @@
 """Run DiffIIAugmented.prepare() in a separate process (used by the crash and concurrency tests).
 
-usage: python tests/augment_worker.py CACHE_DIR [--kill-in-class C --kill-after N]
+usage: python -m tests.helpers.augment_worker CACHE_DIR [--kill-in-class C --kill-after N]
 
 Prints one JSON line: the classes this process generated and those it skipped.
 With --kill-in-class, the process SIGKILLs itself after writing N images of class C,
@@ -11,16 +11,13 @@ import argparse
 import json
 import os
 import signal
-import sys
 
 import torch
 
 from diffii_datasets import synthesis
 from diffii_datasets.store import ClassWriter
 from diffii_datasets.testing import tiny_pipeline
-
-sys.path.insert(0, os.path.dirname(__file__))
-from augment_setup import make_dataset, make_wrapper  # noqa: E402
+from tests.helpers.augment import make_dataset, make_wrapper
 
 
 def main() -> None:

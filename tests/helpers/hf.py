@@ -1,6 +1,6 @@
 """Constants shared by the hf tests and their fixtures (tests/hf/conftest.py)."""
 
-from augment_setup import FAST_CONFIG
+from tests.helpers.augment import FAST_CONFIG
 
 # Three species with 3, 2 and 1 training images (the last one starts from noise), 2, 2 and 1 test images.
 FAKE_CUB = {"001.Black_footed_Albatross": (3, 2), "002.Laysan_Albatross": (2, 2), "003.Sooty_Albatross": (1, 1)}
