@@ -60,7 +60,7 @@ def _suffixes(value: Any, name: str) -> str | tuple[str, ...]:
     if isinstance(value, list):
         value = tuple(value)
     try:
-        suffix_provider(list(value) if isinstance(value, tuple) else value)
+        suffix_provider(value)
     except (TypeError, ValueError, FileNotFoundError) as error:
         raise type(error)(f"{name}: {error}") from None
     return value

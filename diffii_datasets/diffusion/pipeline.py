@@ -15,7 +15,6 @@ import hashlib
 import inspect
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from diffii_datasets import _checks
+from diffii_datasets._pretrained import from_pretrained
 from diffii_datasets.diffusion.config import AUTOCAST_DTYPES
 
 __all__ = [
@@ -42,8 +42,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
 
 def load_pipeline(
     model: str | os.PathLike,
@@ -61,7 +59,6 @@ def load_pipeline(
     diffusers' default SDPA processor, without slicing.
     """
     from diffusers import StableDiffusionPipeline
-    from huggingface_hub import constants
 
     if not isinstance(model, (str, os.PathLike)):
         _checks.fail(TypeError, "model", "a Hub id or a local directory", model)
@@ -70,43 +67,16 @@ def load_pipeline(
     if torch_dtype is None:
         torch_dtype = torch.float16 if device.type == "cuda" else torch.float32
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
-        raise TypeError(f"torch_dtype must be a floating point torch.dtype, got {torch_dtype!r}")
-    if local_files_only is None:
-        local_files_only = bool(constants.HF_HUB_OFFLINE)
-
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ValueError(f"model directory {str(path)!r} has no model_index.json: "
-                             "expected a diffusers pipeline saved with save_pretrained")
-        source, from_hub = str(path), False
-    elif isinstance(model, str) and _HUB_ID.match(model) and not path.exists():
-        source, from_hub = model, True
-    else:
-        raise FileNotFoundError(f"model {str(model)!r} is neither an existing directory nor a Hub id like "
-                                "'stable-diffusion-v1-5/stable-diffusion-v1-5'")
-
-    try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            source,
-            torch_dtype=torch_dtype,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            local_files_only=local_files_only,
-        )
-    except OSError as error:
-        if not from_hub or not (local_files_only or constants.HF_HUB_OFFLINE):
-            raise
-        hint = ""
-        if model.startswith("runwayml/"):
-            hint = (" (runwayml's SD-1.5 repo was removed; its maintained copy is "
-                    "stable-diffusion-v1-5/stable-diffusion-v1-5)")
-        raise OSError(
-            f"model {model!r} is not in the local Hugging Face cache and downloads are disabled "
-            f"(local_files_only=True or HF_HUB_OFFLINE=1){hint}. Download it once where the Hub is reachable, "
-            f"e.g. `hf download {model}`, or pass the path of a local copy (a directory with model_index.json)."
-        ) from error
+        _checks.fail(TypeError, "torch_dtype", "a floating point torch.dtype", torch_dtype)
+    source = str(Path(model).expanduser())
+    if Path(source).is_dir() and not (Path(source) / "model_index.json").is_file():
+        raise ValueError(f"model directory {source!r} has no model_index.json: "
+                         "expected a diffusers pipeline saved with save_pretrained")
+    hint = ("runwayml's SD-1.5 repo was removed; its maintained copy is stable-diffusion-v1-5/stable-diffusion-v1-5"
+            if source.startswith("runwayml/") else "")
+    options = {} if local_files_only is None else {"local_files_only": local_files_only}
+    pipe = from_pretrained(StableDiffusionPipeline, source, "Stable Diffusion", hint=hint, torch_dtype=torch_dtype,
+                           safety_checker=None, feature_extractor=None, requires_safety_checker=False, **options)
     logger.info("loaded %s as %s on %s", source, torch_dtype, device)
     return pipe.to(device)
 

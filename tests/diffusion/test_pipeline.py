@@ -6,9 +6,7 @@ import torch
 from diffii_datasets.diffusion.pipeline import (
     PromptEncoder,
     broadcast_prompts,
-    check_guidance_scale,
     check_latents,
-    check_positive_int,
     latent_shape,
     load_pipeline,
     pipeline_resolution,
@@ -92,14 +90,6 @@ def test_argument_checks():
         broadcast_prompts(["x", "y"], 3)
     with pytest.raises(TypeError, match="suffixed_prompts must be a str or a sequence of str"):
         broadcast_prompts([1, 2], 2, name="suffixed_prompts")
-    assert check_positive_int(4, "steps") == 4
-    for bad, error in [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError)]:
-        with pytest.raises(error, match="steps must be a positive int"):
-            check_positive_int(bad, "steps")
-    assert check_guidance_scale(7.5) == 7.5
-    for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="guidance_scale"):
-            check_guidance_scale(bad)
 
 
 def test_prompt_encoder_encodes_each_distinct_prompt_once(tiny_pipe):
