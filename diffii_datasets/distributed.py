@@ -4,7 +4,7 @@ Both launchers start one process per GPU and export ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK`` (plus ``MASTER_ADDR``/``MASTER_PORT``); :func:`distributed_world`
 reads them, joins the ``torch.distributed`` process group (NCCL on CUDA, gloo on
 CPU) and yields a :class:`World`, the handful of collectives that
-:func:`diffii_datasets.synthesis.synthesize` needs. Without a launch it yields a
+:func:`diffii_datasets.synthesis.synthesize` and concept learning need. Without a launch it yields a
 one-process world and nothing is initialised, so the same code runs everywhere.
 
 Classes are dealt out by :func:`shard_classes` (balanced by their number of
@@ -91,7 +91,7 @@ def detect_launch(environ: Mapping[str, str] | None = None) -> Launch | None:
 
 
 class World:
-    """The processes filling one store together, and the collectives synthesis needs.
+    """The processes filling one store together, and the collectives synthesis and concept learning need.
 
     ``World()`` is this process alone: barriers do nothing and gathers return
     ``[value]``. :func:`distributed_world` builds the multi-process one.
@@ -131,6 +131,17 @@ class World:
         box = [value if self.is_main else None]
         dist.broadcast_object_list(box, src=0, group=self._group)
         return box[0]
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over the ranks, in place, and return it.
+
+        Runs on the default process group, not the gloo control group, so a tensor on
+        the GPU goes through NCCL (this carries the concept-learning gradients); the
+        tensor must live on :attr:`device`.
+        """
+        if self.size > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
 
     def __repr__(self) -> str:
         return f"World(rank={self.rank}, size={self.size}, local_rank={self.local_rank}, device={self.device})"

@@ -15,8 +15,8 @@ are learned data-parallel, and rank 0 writes the manifest once every rank is don
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -28,17 +28,17 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from diffii_datasets._io import fingerprint
 from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.diffusion.concepts import ConceptSet, learn_concepts
 from diffii_datasets.diffusion.generator import generate_class, invert_class, num_synthetic
 from diffii_datasets.diffusion.suffixes import suffix_provider
 from diffii_datasets.distributed import World, check_shared_filesystem, shard_classes
-from diffii_datasets.hashing import fingerprint
-from diffii_datasets.store import StoreProblem, SyntheticStore
+from diffii_datasets.store import StoreHeader, StoreProblem, SyntheticStore
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SynthesisJob", "SynthesisReport", "model_identity", "synthesize"]
+__all__ = ["SynthesisJob", "SynthesisReport", "load_generation_pipeline", "pending_classes", "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -59,27 +59,30 @@ class SynthesisJob:
             "dataset": self.dataset_fingerprint,
             "model": self.model,
             "metaclass": self.metaclass,
-            "recipe": self.config.concept_config().to_dict(),
+            "recipe": self.config.concepts.to_dict(),
             "seed": self.config.seed,
         })
 
     def concepts_identity(self) -> str:
         return self.concepts.identity() if self.concepts is not None else f"learned:{self.concepts_key()}"
 
-    def header(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "classes": list(self.class_names),
-            "metaclass": self.metaclass,
-            "dataset": self.dataset_fingerprint,
-            "model": self.model,
-            "concepts": self.concepts_identity(),
-            "real_counts": [len(images) for images in self.images_by_class],
-            "expected_counts": self.expected_counts(),
-        }
+    def header(self) -> StoreHeader:
+        """The header of the store this job fills (its :meth:`~StoreHeader.key` names the store's directory)."""
+        return StoreHeader(
+            config=self.config,
+            classes=tuple(self.class_names),
+            metaclass=self.metaclass,
+            dataset=self.dataset_fingerprint,
+            model=self.model,
+            concepts=self.concepts_identity(),
+            real_counts=tuple(len(images) for images in self.images_by_class),
+            expected_counts=tuple(self.expected_counts()),
+        )
 
-    def store_key(self) -> str:
-        return fingerprint(self.header())
+    def create_store(self, cache_dir: str | os.PathLike) -> SyntheticStore:
+        """The store for this job under ``cache_dir`` (``<cache_dir>/<header key>``), opened for writing."""
+        header = self.header()
+        return SyntheticStore.create(Path(cache_dir) / header.key(), header)
 
     def expected_counts(self) -> list[int]:
         return [num_synthetic(len(images), self.config.expansion_rate) for images in self.images_by_class]
@@ -93,17 +96,16 @@ class SynthesisReport:
     complete: bool = False
 
 
-def model_identity(pipe: Any) -> str:
-    """What names a pipeline in a store's fingerprint: its hub id or directory, else a hash of its weights."""
-    name = getattr(pipe, "name_or_path", None) or pipe.config.get("_name_or_path")
-    if name:
-        return str(name)
-    digest = hashlib.sha256()
-    for component in ("unet", "vae", "text_encoder"):
-        for key, tensor in getattr(pipe, component).state_dict().items():
-            digest.update(key.encode())
-            digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return f"weights-sha256:{digest.hexdigest()[:16]}"
+def load_generation_pipeline(model: str, device: Any = None) -> Any:
+    """``model`` loaded for generation: :func:`~diffii_datasets.diffusion.pipeline.load_pipeline`, step bars off.
+
+    Generation shows one bar per process; the pipeline's per-step bars would only interleave with it.
+    """
+    from diffii_datasets.diffusion.pipeline import load_pipeline
+
+    pipe = load_pipeline(model, device=device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def _versions() -> dict[str, str]:
@@ -230,9 +232,8 @@ def _learn(store: SyntheticStore, job: SynthesisJob, pipe: Any, progress: bool, 
     logger.info("learning class concepts (%d steps%s)", job.config.concept_train_steps,
                 f", data-parallel on {world.size} ranks" if world.size > 1 else "")
     return learn_concepts(pipe, job.images_by_class, job.class_names, job.metaclass,
-                          job.config.concept_config(), seed=job.config.seed,
-                          work_dir=store.work_dir / "concepts", progress=progress,
-                          data_parallel=world.size > 1)
+                          job.config.concepts, seed=job.config.seed,
+                          work_dir=store.work_dir / "concepts", progress=progress, world=world)
 
 
 def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
@@ -240,8 +241,7 @@ def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
         cached = store.read_shared_json("suffixes.json")
         if cached is not None:
             return cached
-        provider = suffix_provider(list(job.config.suffixes) if isinstance(job.config.suffixes, tuple)
-                                   else job.config.suffixes)
+        provider = suffix_provider(job.config.suffixes)
         images = [image for images in job.images_by_class for image in images]
         suffixes = provider.suffixes(images, job.metaclass, cache_dir=store.shared_dir)
         store.write_shared_json("suffixes.json", suffixes)
@@ -250,7 +250,7 @@ def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
 
 def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: ConceptSet, suffixes: list[str],
               todo: list[int], report: SynthesisReport, progress: bool, world: World) -> None:
-    generation = job.config.generation_config()
+    generation = job.config.generation
     counts = job.expected_counts()
     prefix = f"rank {world.rank}: " if world.size > 1 else ""
     # One bar per rank (its own terminal line): the class in progress, images done/total and images/s.

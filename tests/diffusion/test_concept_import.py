@@ -7,8 +7,7 @@ import torch
 from diffusers.models.attention_processor import Attention
 from safetensors.torch import save_file
 
-from diffii_datasets.diffusion.concept_import import import_released_concepts
-from diffii_datasets.diffusion.concepts import ConceptSet
+from diffii_datasets.diffusion.concepts import ConceptSet, import_released_concepts
 from diffii_datasets.testing import tiny_pipeline
 
 # Released names use underscores (CUB) or slashes; the caller's differ in separators and case, and in order.

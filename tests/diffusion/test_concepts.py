@@ -10,15 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffii_datasets.diffusion.concepts import (
-    CHECKPOINT_FILE,
-    NEUTRAL_INIT_WORD,
-    ConceptConfig,
-    ConceptSet,
-    class_token,
-    learn_concepts,
-)
+from diffii_datasets.diffusion.concepts import ConceptConfig, ConceptSet, class_token, learn_concepts
+from diffii_datasets.diffusion.concepts.checkpoint import CHECKPOINT_FILE
+from diffii_datasets.diffusion.concepts.training import NEUTRAL_INIT_WORD
 from diffii_datasets.diffusion.prompts import build_prompt
+from diffii_datasets.distributed import World
 from diffii_datasets.testing import tiny_image_dataset, tiny_pipeline
 
 # "red" and "circle" are single tokens of the tiny tokenizer; the second name has no known word.
@@ -85,11 +81,14 @@ def test_config_defaults_are_the_released_recipe_and_bad_values_name_the_field()
     assert (config.learning_rate, config.weight_decay, config.checkpoint_steps) == (5e-5, 1e-2, 5000)
     assert config.lora_target_modules == ("to_q", "to_k", "to_v", "to_out.0")
     assert json.loads(json.dumps(config.to_dict()))["lora_target_modules"] == ["to_q", "to_k", "to_v", "to_out.0"]
-    for field, value in [("train_steps", 0), ("batch_size", 2.0), ("tokens_per_class", True), ("lora_rank", -1),
-                         ("learning_rate", 0), ("weight_decay", float("nan")), ("checkpoint_steps", 0),
-                         ("mixed_precision", 1), ("resolution", 30), ("lora_target_modules", "to_q"),
-                         ("lora_target_modules", ())]:
-        with pytest.raises(ValueError, match=field):
+    # a value of the wrong type is a TypeError, a bad value of the right type a ValueError; both name the field
+    for field, value, error in [("train_steps", 0, ValueError), ("batch_size", 2.0, TypeError),
+                                ("tokens_per_class", True, TypeError), ("lora_rank", -1, ValueError),
+                                ("learning_rate", 0, ValueError), ("weight_decay", float("nan"), ValueError),
+                                ("checkpoint_steps", 0, ValueError), ("mixed_precision", 1, TypeError),
+                                ("resolution", 30, ValueError), ("lora_target_modules", "to_q", TypeError),
+                                ("lora_target_modules", (), ValueError)]:
+        with pytest.raises(error, match=rf"^ConceptConfig\.{field} must be "):
             ConceptConfig(**{field: value})
 
 
@@ -288,6 +287,10 @@ def test_learning_rejects_bad_input_and_leaves_the_pipeline_alone():
         learn_concepts(pipe, images, NAMES, METACLASS, ConceptConfig(train_steps=1, lora_target_modules=["to_nothing"]))
     with pytest.raises(ValueError, match="images_by_class\\[1\\]\\[0\\]"):
         learn_concepts(pipe, [images[0], [torch.zeros(2, 5, 5, 5)]], NAMES, METACLASS, config)
+    with pytest.raises(TypeError, match="^world must be a diffii_datasets.distributed.World or None, got bool"):
+        learn_concepts(pipe, images, NAMES, METACLASS, config, world=True)
+    with pytest.raises(ValueError, match="world has 2 ranks, which needs an initialised torch.distributed"):
+        learn_concepts(pipe, images, NAMES, METACLASS, config, world=World(1, 2, device=torch.device("cpu")))
     _assert_same(before, _snapshot(pipe))
     pipe.load_textual_inversion({"<class_0>": torch.zeros(32)})
     with pytest.raises(ValueError, match="already exist in the tokenizer"):

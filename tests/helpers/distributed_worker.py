@@ -1,10 +1,10 @@
-"""What each rank runs in the torchrun tests (``tests/test_distributed.py``).
+"""What each rank runs in the torchrun tests (``tests/test_distributed.py``); run from the repository root.
 
 usage:
-  torchrun ... tests/distributed_worker.py checks OUT
+  torchrun ... -m tests.helpers.distributed_worker checks OUT
       launch detection, the shared-filesystem check (shared and per-rank directories) and
       data-parallel concept learning; each rank writes OUT/rank-<r>.json and its weights.
-  torchrun ... tests/distributed_worker.py cli --kill-rank R --kill-in-class C --after-committed 0,2 -- ARGS
+  torchrun ... -m tests.helpers.distributed_worker cli --kill-rank R --kill-in-class C --after-committed 0,2 -- ARGS
       the command line (``diffii-datasets ARGS``); rank R SIGKILLs itself while writing
       class C, once the classes after --after-committed are committed by the others.
 """
@@ -55,10 +55,10 @@ def checks(out: Path) -> None:
             losses = []
             work_dir = out / f"work-{batch}"
             concepts = learn_concepts(tiny_pipeline(seed=0), images, names, "shape", learning_config(batch), seed=0,
-                                      work_dir=work_dir, progress=False, data_parallel=True,
+                                      work_dir=work_dir, progress=False, world=world,
                                       callback=lambda step, loss: losses.append(loss))
             again = learn_concepts(tiny_pipeline(seed=0), images, names, "shape", learning_config(batch), seed=0,
-                                   work_dir=work_dir, progress=False, data_parallel=True)
+                                   work_dir=work_dir, progress=False, world=world)
             result[f"losses-{batch}"] = losses
             result[f"resumed_equal-{batch}"] = (torch.equal(again.embeddings, concepts.embeddings) and all(
                 torch.equal(again.lora_state_dict[k], v) for k, v in concepts.lora_state_dict.items()))

@@ -25,7 +25,12 @@ from typing import Any
 
 import torch
 
-from diffii_datasets.diffusion.concepts import ConceptSet, _check_class_names, _load_safetensors
+from diffii_datasets.diffusion.concepts.concept_set import (
+    ConceptSet,
+    check_class_names,
+    check_metaclass,
+    load_safetensors,
+)
 
 __all__ = ["import_released_concepts"]
 
@@ -45,9 +50,8 @@ def import_released_concepts(
     know (all of them are listed). The embedding width is checked against the text
     encoder when the set is applied, before anything is loaded.
     """
-    names = _check_class_names(class_names)
-    if not isinstance(metaclass, str):
-        raise TypeError(f"metaclass must be a str, got {type(metaclass).__name__}")
+    names = check_class_names(class_names)
+    check_metaclass(metaclass)
     embeds_path, lora_path = Path(embeds_path), Path(lora_path)
     vectors = _read_released_embeddings(embeds_path, names)
     lora = _read_released_lora(lora_path)
@@ -121,7 +125,7 @@ def _read_released_lora(path: Path) -> dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise FileNotFoundError(f"released LoRA file {path} does not exist")
-    state_dict = _load_safetensors(path) if path.suffix == ".safetensors" else _torch_load(path)
+    state_dict = load_safetensors(path) if path.suffix == ".safetensors" else _torch_load(path)
     if not isinstance(state_dict, dict) or not state_dict or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
         raise ValueError(f"{path} must hold a non-empty dict of LoRA tensors")
