@@ -3,13 +3,17 @@
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
+
+from diffii_datasets import __version__
+from tests.helpers.cli import child_env
 
 
 def _demo(out):
     return subprocess.run(
         [sys.executable, "-m", "diffii_datasets", "demo", "--output-dir", str(out),
-         "--steps", "2", "--concept-steps", "2", "--quiet"],
+         "--denoising-steps", "2", "--concept-train-steps", "2", "--quiet"],
         capture_output=True, text=True, timeout=300,
     )
 
@@ -32,3 +36,32 @@ def test_unknown_command_fails_with_usage():
     result = subprocess.run([sys.executable, "-m", "diffii_datasets", "frobnicate"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "invalid choice" in result.stderr and "demo" in result.stderr
+
+
+def test_version_prints_the_package_version():
+    result = subprocess.run([sys.executable, "-m", "diffii_datasets", "--version"], capture_output=True, text=True,
+                            timeout=120, env=child_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"diffii-datasets {__version__}"
+
+
+# What a command line that only prints help or the version must not load (issue 13: fast start-up).
+HEAVY_MODULES = ("torch", "torchvision", "diffusers", "transformers", "datasets", "huggingface_hub")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["generate", "--help"], ["demo", "--help"]])
+def test_help_and_version_import_no_torch(argv):
+    code = (
+        "import sys\n"
+        "from diffii_datasets.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        f"print('LOADED', sorted(name for name in {HEAVY_MODULES!r} if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=child_env())
+    assert result.returncode == 0, result.stderr
+    assert "usage: diffii-datasets" in result.stdout or f"diffii-datasets {__version__}" in result.stdout
+    assert result.stdout.splitlines()[-1] == "LOADED []"

@@ -4,7 +4,7 @@ Each subcommand runs at least once in a subprocess, as a user would run it; argu
 handling and error paths also run in-process through ``cli.main`` (same code, faster).
 """
 
-import dataclasses
+import argparse
 import json
 import shutil
 import subprocess
@@ -16,11 +16,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_setup import CLASS_NAMES, EXPECTED_COUNTS, FAST_FLAGS, generate_args, make_inputs, run_cli, store_path_from
 from diffii_datasets import cli
+from diffii_datasets.cli.generate import config_from_args
 from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.preview import preview_store
 from diffii_datasets.store import SyntheticStore
+from tests.helpers.cli import (
+    CLASS_NAMES,
+    EXPECTED_COUNTS,
+    FAST_FLAGS,
+    generate_args,
+    make_inputs,
+    run_cli,
+    store_path_from,
+)
 
 COMMANDS = ("demo", "generate", "info", "verify", "preview", "export", "push")
 
@@ -66,28 +75,59 @@ def test_every_subcommand_has_help_with_examples(capsys, command):
     assert "examples:" in out and f"diffii-datasets {command}" in out.split("examples:")[1]
 
 
-def test_every_config_field_is_a_generate_flag(tmp_path):
-    values = {  # a non-default value for every DiffIIConfig field
+def _subcommand(name):
+    """The parser of subcommand ``name``."""
+    (subparsers,) = [a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return subparsers.choices[name]
+
+
+def _flags(parser):
+    """``{option string: action}`` of a parser."""
+    return {flag: action for action in parser._actions for flag in action.option_strings}
+
+
+def test_every_config_knob_is_a_generate_flag(tmp_path):
+    values = {  # a non-default value for every DiffIIConfig knob
         "model": "someone/some-model", "resolution": 256, "expansion_rate": 3.5, "split_ratio": 0.1,
         "inversion_steps": 50, "inversion_guidance_scale": 2.0, "denoising_steps": 10, "guidance_scale": 5.0,
         "interpolation": "spherical", "batch_size": 2, "concept_train_steps": 100, "concept_batch_size": 4,
-        "tokens_per_class": 2, "lora_rank": 4, "concept_learning_rate": 1e-4, "concept_weight_decay": 0.0,
-        "concept_checkpoint_steps": 50, "gradient_checkpointing": True, "suffixes": "builtin:flower",
-        "image_format": "jpeg", "seed": 3, "autocast_dtype": "bfloat16",
+        "concept_tokens_per_class": 2, "concept_lora_rank": 4, "concept_learning_rate": 1e-4,
+        "concept_weight_decay": 0.0, "concept_checkpoint_steps": 50, "concept_gradient_checkpointing": True,
+        "concept_mixed_precision": False, "concept_resolution": 64, "concept_lora_target_modules": ("to_q", "to_v"),
+        "suffixes": "builtin:flower", "image_format": "jpeg", "seed": 3, "autocast_dtype": "bfloat16",
     }
-    names = {field.name for field in dataclasses.fields(DiffIIConfig)}
-    assert set(values) == names and set(cli.KNOB_HELP) == names
+    knobs = DiffIIConfig.knobs()
+    assert set(values) == {item.name for item in knobs}
+    flags = _flags(_subcommand("generate"))
+    for item in knobs:  # each flag is spelled, typed and explained by its knob's declaration
+        action = flags[item.flag]
+        assert action.dest == item.name and action.default is None and action.help.startswith(item.help)
+        assert (item.default is None or item.default == ()) or "(default: " in action.help
     argv = ["generate", "cub-5shot", "--root", "r", "--cache-dir", "c"]
-    for name, value in values.items():
-        flag = "--" + name.replace("_", "-")
-        argv += [flag] if value is True else [flag, str(value)]
-    expected = dataclasses.replace(DiffIIConfig(), **values)
+    for item in knobs:
+        value = values[item.name]
+        if isinstance(value, bool):
+            argv += [item.flag if value else "--no-" + item.flag[2:]]
+        else:
+            argv += [item.flag, ",".join(value) if isinstance(value, tuple) else str(value)]
+    expected = DiffIIConfig(**values)
     assert _config(*argv) == expected
     # Flags override a --config file.
     (tmp_path / "config.json").write_text(expected.to_json())
-    overridden = _config("generate", "cub-10shot", "--root", "r", "--seed", "5", "--no-gradient-checkpointing",
-                         "--config", str(tmp_path / "config.json"))
-    assert overridden == dataclasses.replace(expected, seed=5, gradient_checkpointing=False)
+    overridden = _config("generate", "cub-10shot", "--root", "r", "--seed", "5",
+                         "--no-concept-gradient-checkpointing", "--config", str(tmp_path / "config.json"))
+    assert overridden == expected.replace(seed=5, concept_gradient_checkpointing=False)
+
+
+def test_demo_and_generate_spell_every_shared_flag_alike():
+    demo, generate = _flags(_subcommand("demo")), _flags(_subcommand("generate"))
+    assert set(demo) - set(generate) == {"--output-dir"}  # the demo's own flag; every other is generate's
+    for flag in ("--denoising-steps", "--concept-train-steps", "--expansion-rate", "--quiet"):
+        assert demo[flag].dest == generate[flag].dest and demo[flag].type == generate[flag].type
+    assert "--steps" not in demo and "--concept-steps" not in demo
+    args = _subcommand("demo").parse_args(["--denoising-steps", "3", "--concept-train-steps", "4",
+                                           "--expansion-rate", "1.5"])
+    assert (args.denoising_steps, args.concept_train_steps, args.expansion_rate) == (3, 4, 1.5)
 
 
 @pytest.mark.parametrize("setting, split_ratio", [
@@ -100,22 +140,31 @@ def test_unset_knobs_are_the_paper_defaults_with_the_settings_split_ratio(settin
 
 
 def _config(*argv):
-    return cli.config_from_args(cli.build_parser().parse_args(list(argv)))
+    return config_from_args(cli.build_parser().parse_args(list(argv)))
 
 
 @pytest.mark.parametrize("argv, status, message", [
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     (["generate", "cub-3shot", "--root", "r", "--cache-dir", "c"], 2, "'cub-5shot', 'cub-10shot'"),
-    (["generate", "cub", "--root", ".", "--cache-dir", "c"], 1, "cub is a few-shot benchmark: pass --shots N"),
-    (["generate", "cub-lt", "--root", ".", "--shots", "5"], 1, "cub-lt is a long-tail benchmark: pass "
+    (["generate", "cub", "--root", ".", "--cache-dir", "c"], 1, "cub is a few-shot family: pass --shots N"),
+    (["generate", "cub", "--root", ".", "--imbalance-factor", "5"], 1,
+     "cub is a few-shot family: pass --shots N (the paper uses 5 and 10), not --imbalance-factor"),
+    (["generate", "cub-lt", "--root", ".", "--shots", "5"], 1, "cub-lt is a long-tail family: pass "
                                                                "--imbalance-factor F"),
+    (["generate", "cub-5shot", "--root", ".", "--imbalance-factor", "5"], 1,
+     "cub-5shot is a few-shot setting: --imbalance-factor does not apply to it"),
     (["generate", "cub-5shot", "--root", "/does/not/exist", "--cache-dir", "c"], 1,
      "--root /does/not/exist: no such directory"),
     (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--shots", "7"], 1,
-     "cub-5shot fixes shots=5; to use 7, name the benchmark instead: generate cub --shots 7"),
-    (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--split-ratio", "1.5"], 1, "split_ratio"),
+     "cub-5shot fixes shots=5; to use 7, name the family instead: generate cub --shots 7"),
+    (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--split-ratio", "1.5"], 1,
+     "--split-ratio must be a finite number in [0, 1], got 1.5"),
     (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--resolution", "30"], 1,
-     "resolution must be a positive multiple of 8"),
+     "--resolution must be a positive multiple of 8, got 30"),
+    (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--concept-batch-size", "0"], 1,
+     "--concept-batch-size must be a positive int, got 0"),
+    (["demo", "--denoising-steps", "0"], 1, "--denoising-steps must be a positive int, got 0"),
+    (["generate", "cub-5shot", "--root", ".", "--concept-steps", "5"], 2, "unrecognized arguments: --concept-steps"),
     (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--concepts", "/no/such/concepts"], 1,
      "--concepts /no/such/concepts"),
     (["info", "/does/not/exist"], 1, "no such store directory"),
@@ -127,11 +176,23 @@ def test_bad_input_is_one_clear_line(capsys, argv, status, message):
     assert message in err and "Traceback" not in err
 
 
+def test_a_family_without_its_count_names_only_the_flags_given(capsys):
+    status, _, err = _main(capsys, "generate", "cub", "--root", ".")
+    assert status == 1
+    assert "cub is a few-shot family: pass --shots N (the paper uses 5 and 10)" in err
+    assert "imbalance" not in err  # --imbalance-factor was not passed
+    status, _, err = _main(capsys, "generate", "flower-lt", "--root", ".")
+    assert status == 1
+    assert "flower-lt is a long-tail family: pass --imbalance-factor F (the paper uses 100, 20 and 10)" in err
+    assert "--shots" not in err
+
+
 def test_missing_dataset_under_the_root_is_explained(capsys, tmp_path):
     status, _, err = _main(capsys, "generate", "pet-5shot", "--root", str(tmp_path), "--cache-dir",
                            str(tmp_path / "c"), *FAST_FLAGS)
     assert status == 1
     assert f"cannot load pet-5shot from {tmp_path}" in err and "Dataset not found" in err
+    assert "use --download" in err and "download=True" not in err  # the flag, not the library's keyword
 
 
 # -- generate -----------------------------------------------------------------------------------------------------
@@ -142,10 +203,10 @@ def test_generate_writes_a_complete_store_and_says_where(generated, inputs):
     assert f"cub-5shot: 5 real images in 3 classes (metaclass 'bird') from {inputs[0]}" in out
     assert "generated 10 synthetic images for 3 classes" in out
     assert f"store: {generated.store} (10 synthetic images, complete)" in out
-    store = SyntheticStore(generated.store)
+    store = SyntheticStore.open(generated.store)
     assert generated.store.parent == generated.cache and store.manifest()["complete"]
     assert [store.class_record(c)["count"] for c in range(3)] == EXPECTED_COUNTS
-    assert store.header()["classes"] == CLASS_NAMES and store.header()["model"] == str(inputs[1])
+    assert list(store.header.classes) == CLASS_NAMES and store.header.model == str(inputs[1])
     assert len(list((generated.cache / "concepts").iterdir())) == 1
 
 
@@ -165,9 +226,9 @@ def test_generate_with_saved_concepts(generated, inputs, tmp_path):
     result = run_cli(*generate_args(*inputs, tmp_path / "cache", "--concepts", str(concepts), "--expansion-rate",
                                     "1"))
     assert result.returncode == 0, result.stderr
-    store = SyntheticStore(store_path_from(result.stdout))
-    assert store.header()["concepts"] != SyntheticStore(generated.store).header()["concepts"]
-    assert not store.header()["concepts"].startswith("learned:")
+    store = SyntheticStore.open(store_path_from(result.stdout))
+    assert store.header.concepts != SyntheticStore.open(generated.store).header.concepts
+    assert not store.header.concepts.startswith("learned:")
     assert not (tmp_path / "cache" / "concepts").exists()  # nothing was learned
     assert store.manifest()["total_images"] == 5
 
@@ -179,7 +240,7 @@ def test_info_reports_config_counts_completeness_and_size(generated, capsys):
     result = run_cli("info", str(generated.store), "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    store = SyntheticStore(generated.store)
+    store = SyntheticStore.open(generated.store)
     assert info["complete"] and info["size_bytes"] == store.size_on_disk()
     assert info["header"]["config"]["split_ratio"] == 0.3 and info["header"]["metaclass"] == "bird"
     assert [(r["name"], r["real"], r["synthetic"], r["committed"]) for r in info["classes"]] == [
@@ -195,6 +256,12 @@ def test_info_reports_config_counts_completeness_and_size(generated, capsys):
 def test_info_on_a_cache_dir_names_the_stores_in_it(generated, capsys):
     status, _, err = _main(capsys, "info", str(generated.cache))
     assert status == 1 and f"stores in it: {generated.store}" in err
+
+
+def test_info_on_a_store_of_an_older_format_says_so(capsys, tmp_path):
+    (tmp_path / "store.json").write_text(json.dumps({"format": 1, "classes": ["a"]}))
+    status, _, err = _main(capsys, "info", str(tmp_path))
+    assert status == 1 and "written in store format 1 (diffii-datasets 0.1)" in err and "Traceback" not in err
 
 
 def test_verify_passes_then_finds_damage_and_missing_classes(generated, capsys, tmp_path):
@@ -227,7 +294,7 @@ def test_preview_writes_the_grid_of_the_requested_classes(generated, capsys, tmp
     result = run_cli("preview", str(generated.store), "-o", str(output), "--classes", "0,Sooty Albatross",
                      "--per-class", "3", "--tile", "40")
     assert result.returncode == 0, result.stderr
-    expected = preview_store(SyntheticStore(generated.store), [0, 2], per_class=3, tile=40)
+    expected = preview_store(SyntheticStore.open(generated.store), [0, 2], per_class=3, tile=40)
     with Image.open(output) as image:
         assert image.format == "PNG" and image.size == expected.size
         assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(expected))
@@ -255,7 +322,7 @@ def test_export_writes_a_loadable_dataset_folder(generated, inputs, tmp_path):
 def test_export_refuses_an_incomplete_store_and_test_root_without_a_setting(generated, capsys, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(generated.store, partial)
-    SyntheticStore(partial).discard(2)
+    SyntheticStore.open(partial).discard(2)
     status, _, err = _main(capsys, "export", str(partial), str(tmp_path / "out"), "--config-name", "cub-5shot")
     assert status == 1 and "Sooty Albatross" in err
     status, _, err = _main(capsys, "export", str(generated.store), str(tmp_path / "out"), "--config-name", "mine",
@@ -298,3 +365,10 @@ def test_push_uploads_the_exported_folder(generated, capsys, monkeypatch, tmp_pa
     assert "pushed cub-5shot to someone/diffii-cub: https://huggingface.co/datasets/someone/diffii-cub/commit/abc" \
         in out
     assert "hf_secret" not in out + err
+
+
+def test_library_wording_is_rewritten_as_flags():
+    assert cli.cli_wording("Dataset not found at data/x. You can use download=True to download it") == \
+        "Dataset not found at data/x. You can use --download to download it"
+    assert cli.cli_wording("Use another cache_dir or delete /tmp/my_cache_dir/cache_dir/3f9c") == \
+        "Use another --cache-dir or delete /tmp/my_cache_dir/cache_dir/3f9c"

@@ -3,13 +3,12 @@ concept learning, and stores identical to a one-process run, also after a rank w
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from cli_setup import (
+from tests.helpers.cli import (
     CLASS_NAMES,
     EXPECTED_COUNTS,
     generate_args,
@@ -22,9 +21,9 @@ from cli_setup import (
 from diffii_datasets.diffusion.concepts import learn_concepts
 from diffii_datasets.distributed import World, detect_launch, shard_classes
 from diffii_datasets.testing import tiny_pipeline
-from distributed_worker import LEARN_BATCHES, learning_config, learning_inputs
+from tests.helpers.distributed_worker import LEARN_BATCHES, learning_config, learning_inputs
 
-WORKER = str(Path(__file__).with_name("distributed_worker.py"))
+WORKER = ("-m", "tests.helpers.distributed_worker")
 
 # -- launch detection and sharding (no processes) -------------------------------------------------------------------
 
@@ -85,7 +84,7 @@ def test_bad_sharding_arguments():
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
     out = tmp_path_factory.mktemp("checks")
-    result = torchrun(2, WORKER, "checks", str(out))
+    result = torchrun(2, *WORKER, "checks", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     return out, [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
 
@@ -168,7 +167,7 @@ def test_killed_rank_leaves_finished_classes_and_a_relaunch_completes_the_store(
     args = generate_args(*inputs, cache)
     # Shards of the 4, 4, 2 expected images: rank 0 gets classes 0 and 2, rank 1 class 1. Rank 1 dies
     # in the middle of class 1 once rank 0 has committed its two classes; torchrun then stops rank 0.
-    killed = torchrun(2, WORKER, "cli", "--kill-rank", "1", "--kill-in-class", "1", "--after-committed", "0,2",
+    killed = torchrun(2, *WORKER, "cli", "--kill-rank", "1", "--kill-in-class", "1", "--after-committed", "0,2",
                       "--", *args)
     assert killed.returncode != 0
     store = cache / reference.name

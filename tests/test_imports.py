@@ -27,9 +27,9 @@ def test_light_modules_load_no_heavy_library(statement, allowed):
     assert loaded_after(statement) == allowed
 
 
-@pytest.mark.parametrize("package", ["diffii_datasets", "diffii_datasets.diffusion", "diffii_datasets.diffusion.concepts",
-                                     "diffii_datasets.diffusion.suffixes", "diffii_datasets.datasets",
-                                     "diffii_datasets.hf"])
+@pytest.mark.parametrize("package", ["diffii_datasets", "diffii_datasets.diffusion",
+                                     "diffii_datasets.diffusion.concepts", "diffii_datasets.diffusion.suffixes",
+                                     "diffii_datasets.datasets", "diffii_datasets.hf"])
 def test_every_lazy_export_resolves(package):
     module = importlib.import_module(package)
     names = [name for name in module.__all__ if name != "__version__"]

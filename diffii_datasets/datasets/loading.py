@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 from diffii_datasets import _checks
 from diffii_datasets.datasets.cub import CUB200
 from diffii_datasets.datasets.labeled import LabeledConcat
-from diffii_datasets.datasets.sampling import LONG_TAIL_PROFILES, few_shot, long_tail, split_per_class
-from diffii_datasets.datasets.settings import FAMILIES, get_setting
+from diffii_datasets.datasets.sampling import few_shot, long_tail, split_per_class
+from diffii_datasets.datasets.settings import FAMILIES, LONG_TAIL_PROFILES, get_setting
 from diffii_datasets.datasets.torchvision_adapters import FGVCAircraft, Flowers102, OxfordIIITPet, StanfordCars
 
 __all__ = ["FLOWER_LT_SPLIT_SEED", "SettingSplits", "load_family", "load_setting"]

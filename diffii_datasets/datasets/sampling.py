@@ -33,7 +33,7 @@ from diffii_datasets.data import class_names, dataset_sample_keys, dataset_targe
 from diffii_datasets.datasets.labeled import LabeledSubset
 from diffii_datasets.datasets.settings import LONG_TAIL_PROFILES
 
-__all__ = ["LONG_TAIL_PROFILES", "few_shot", "long_tail", "long_tail_counts", "split_per_class"]
+__all__ = ["few_shot", "long_tail", "long_tail_counts", "split_per_class"]
 
 logger = logging.getLogger(__name__)
 

@@ -93,7 +93,7 @@ class Setting:
         return 0.3 if self.shots <= 5 else 0.1
 
     def load(self, root: str | Path, seed: int = 0, **kwargs: Any) -> SettingSplits:
-        """The training subset, metaclass and test set (``kwargs``: see :func:`~diffii_datasets.datasets.load_family`)."""
+        """The training subset, metaclass and test set (``kwargs``: those of :func:`.loading.load_family`)."""
         from diffii_datasets.datasets.loading import load_family
 
         return load_family(self.family, root, shots=self.shots, imbalance_factor=self.imbalance_factor, seed=seed,

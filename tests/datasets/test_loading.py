@@ -60,7 +60,7 @@ def test_custom_settings_are_named_like_the_papers():
 
 def test_cub_few_shot(fake_cub):
     bench = load_family("cub", fake_cub.root, shots=2, seed=0, transform=lambda im: ("train", im.size),
-                           test_transform=lambda im: ("test", im.size))
+                        test_transform=lambda im: ("test", im.size))
     assert isinstance(bench, SettingSplits) and bench[:2] == (bench.train, "bird")
     train, metaclass, test = bench
     assert isinstance(train, LabeledSubset) and isinstance(train.dataset, CUB200) and train.dataset.split == "train"

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
-from benchmark_fakedata import write_cub  # noqa: E402
+from tests.helpers import ROOT
+from tests.helpers.fakedata import write_cub
 
 # Fake CUB-200 with uneven classes: 5-shot keeps 2, 2 and 1 images (expected 4, 4 and 2 synthetic).
 CLASSES = {
@@ -45,7 +45,7 @@ def generate_args(root: Path, model: Path, cache: Path, *extra: str) -> list[str
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: offline, one thread per process (two cores are shared)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_HUB_DISABLE_TELEMETRY": "1"}
+           "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     env.update(extra)

@@ -1,0 +1,100 @@
+"""What the command groups share: the user-error type, argument types, knob flags, opening a store.
+
+Pure Python at import time: building the parser must load no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diffii_datasets._knobs import Knob
+
+if TYPE_CHECKING:
+    from diffii_datasets.store import SyntheticStore
+
+__all__ = ["AddCommand", "CommandError", "add_knob_flags", "knob_values", "open_store", "positive_int"]
+
+AddCommand = Callable[[str, str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+"""``add_command(name, help, epilog, run)``: adds a subcommand whose ``run(args)`` returns the exit status."""
+
+
+class CommandError(Exception):
+    """A problem with the user's input or data, reported as one line without a traceback."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_knob_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, knobs: Sequence[Knob],
+                   defaults: Mapping[str, Any] | None = None) -> None:
+    """One flag per knob, spelled, typed and explained by its declaration.
+
+    Every flag defaults to ``None`` (so :func:`knob_values` sees only what was typed);
+    the help shows ``defaults[name]`` where a command has its own, else the knob's default.
+    """
+    defaults = defaults or {}
+    for item in knobs:
+        shown = defaults.get(item.name, item.default)
+        help = item.help if shown is None else f"{item.help} (default: {_shown(shown)})"
+        if item.parse is None:  # a bool: --flag / --no-flag
+            parser.add_argument(item.flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help)
+        else:
+            metavar = None if item.choices else _METAVARS.get(item.parse, "LIST" if isinstance(item.default, tuple)
+                                                              else "TEXT")
+            parser.add_argument(item.flag, dest=item.name, type=item.parse, choices=item.choices, default=None,
+                                metavar=metavar, help=help)
+
+
+_METAVARS = {int: "INT", float: "FLOAT"}
+
+
+def _shown(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def knob_values(args: argparse.Namespace, knobs: Sequence[Knob]) -> dict[str, Any]:
+    """``{knob name: value}`` of the knob flags given, each checked by its knob under the flag's name."""
+    values = {}
+    for item in knobs:
+        value = getattr(args, item.name, None)
+        if value is not None:
+            try:
+                values[item.name] = item.check(value, item.flag)
+            except (TypeError, ValueError) as error:
+                raise CommandError(str(error)) from None
+    return values
+
+
+def open_store(path: str) -> SyntheticStore:
+    """The store at ``path``; a cache directory instead gets an error listing the stores inside it."""
+    from diffii_datasets.store import StoreFormatError, SyntheticStore
+
+    try:
+        return SyntheticStore.open(path)
+    except StoreFormatError as error:
+        directory = Path(path)
+        if not directory.is_dir():
+            raise CommandError(f"{path}: no such store directory") from None
+        inside = sorted(str(p) for p in directory.iterdir() if p.is_dir() and _is_store(p))
+        hint = f"; stores in it: {', '.join(inside)}" if inside else ""
+        raise CommandError(f"{error}{hint}") from None
+
+
+def _is_store(path: Path) -> bool:
+    from diffii_datasets._io import FileFormatError
+    from diffii_datasets.store import StoreFormatError, SyntheticStore
+
+    try:
+        SyntheticStore.open(path)
+    except (StoreFormatError, FileFormatError):
+        return False
+    return True

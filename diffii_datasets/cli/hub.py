@@ -1,0 +1,96 @@
+"""``diffii-datasets export`` and ``push``: a store as a Hugging Face dataset (through :mod:`diffii_datasets.hf`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from diffii_datasets.cli._common import AddCommand, CommandError, open_store
+from diffii_datasets.datasets.settings import FAMILIES, list_settings
+
+EPILOG_EXPORT = """examples:
+  diffii-datasets export stores/3f9c2a... hub-folder/ --config-name cub-5shot
+  diffii-datasets export stores/3f9c2a... hub-folder/ --config-name cub-5shot --test-root data/
+  diffii-datasets export stores/7d01e4... hub-folder/ --config-name cub-7shot --card cub
+
+The folder loads with datasets.load_dataset("hub-folder", "cub-5shot") and can be
+uploaded as it is; push does both steps in one.
+"""
+
+EPILOG_PUSH = """examples:
+  hf auth login   # once; or export HF_TOKEN=...
+  diffii-datasets push stores/3f9c2a... --repo-id me/diffii-cub --config-name cub-5shot --test-root data/
+  diffii-datasets push stores/9b2f7c... --repo-id me/diffii-cub --config-name cub-10shot --private
+
+Each config is one folder of the repository; pushing another config keeps the others.
+"""
+
+
+def add_commands(add_command: AddCommand) -> None:
+    export = add_command("export", "write a store as a Hugging Face dataset folder (Parquet shards and a card)",
+                         EPILOG_EXPORT, run_export)
+    export.add_argument("store", help="a complete store directory (printed by generate)")
+    export.add_argument("folder", help="the folder to write (configs exported into one folder accumulate)")
+    _add_hub_arguments(export)
+    export.add_argument("--repo-id", help="the repository the card's loading example names (namespace/name)")
+
+    push = add_command("push", "upload a store to the Hugging Face Hub as one config of a dataset repository",
+                       EPILOG_PUSH, run_push)
+    push.add_argument("store", help="a complete store directory (printed by generate)")
+    push.add_argument("--repo-id", required=True, help="the dataset repository, e.g. me/diffii-cub")
+    _add_hub_arguments(push)
+    push.add_argument("--private", action="store_true", help="create the repository as private (if it is new)")
+    push.add_argument("--token", help="Hub token (default: $HF_TOKEN or the one saved by `hf auth login`; "
+                                      "prefer those: a token on the command line ends up in shell history)")
+    push.add_argument("--commit-message", help="message of the Hub commit")
+
+
+def _add_hub_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config-name", required=True,
+                         help="the dataset config, normally the paper setting the store was made for (cub-5shot ...); "
+                              "another name needs --card")
+    command.add_argument("--card", help=f"card template: a family ({', '.join(FAMILIES)}) or a template file "
+                                        "(default: the setting's family)")
+    command.add_argument("--test-root", help="include the setting's real test split, read from this data root")
+    command.add_argument("--download", action="store_true",
+                         help="download a missing test split where torchvision can (with --test-root)")
+
+
+def _test_split(args: argparse.Namespace) -> Any:
+    """The real test split of ``--config-name``'s setting under ``--test-root``, or ``None``."""
+    if args.test_root is None:
+        return None
+    from diffii_datasets.datasets.loading import load_setting
+
+    settings = [setting.name for setting in list_settings()]
+    if args.config_name not in settings:
+        raise CommandError(f"--test-root needs --config-name to be one of the paper's settings "
+                           f"({', '.join(settings)}), got {args.config_name!r}")
+    try:
+        return load_setting(args.config_name, Path(args.test_root).expanduser(), download=args.download).test
+    except (RuntimeError, OSError, ValueError) as error:
+        raise CommandError(f"--test-root {args.test_root}: cannot load the test split of {args.config_name}: "
+                           f"{error}") from None
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from diffii_datasets.hf import export_to_folder
+
+    store = open_store(args.store)
+    files = export_to_folder(store, args.folder, args.config_name, test_dataset=_test_split(args), card=args.card,
+                             repo_id=args.repo_id)
+    print(f"exported {args.config_name}: {len(files)} files in {Path(args.folder).resolve()}")
+    for path in files:
+        print(f"  {path}")
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from diffii_datasets.hf import push_to_hub
+
+    store = open_store(args.store)
+    url = push_to_hub(store, args.repo_id, args.config_name, private=args.private, token=args.token,
+                      test_dataset=_test_split(args), card=args.card, commit_message=args.commit_message)
+    print(f"pushed {args.config_name} to {args.repo_id}: {url}")
+    return 0
