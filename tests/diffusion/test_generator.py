@@ -67,14 +67,17 @@ def test_config_defaults_are_the_papers():
         config.split_ratio = 0.5
 
 
-@pytest.mark.parametrize("field, value", [
-    ("expansion_rate", 0), ("expansion_rate", -1.0), ("expansion_rate", float("inf")), ("split_ratio", 1.2),
-    ("split_ratio", -0.1), ("split_ratio", True), ("inversion_steps", 0), ("denoising_steps", 2.5),
-    ("batch_size", 0), ("guidance_scale", -1.0), ("inversion_guidance_scale", float("nan")),
-    ("interpolation", "cubic"), ("resolution", 0), ("resolution", 512.0),
+@pytest.mark.parametrize("field, value, error", [
+    ("expansion_rate", 0, ValueError), ("expansion_rate", -1.0, ValueError),
+    ("expansion_rate", float("inf"), ValueError), ("split_ratio", 1.2, ValueError),
+    ("split_ratio", -0.1, ValueError), ("split_ratio", True, TypeError),
+    ("inversion_steps", 0, ValueError), ("denoising_steps", 2.5, TypeError), ("batch_size", 0, ValueError),
+    ("guidance_scale", -1.0, ValueError), ("inversion_guidance_scale", float("nan"), ValueError),
+    ("interpolation", "cubic", ValueError), ("resolution", 0, ValueError), ("resolution", 512.0, TypeError),
+    ("resolution", 500, ValueError),
 ])
-def test_config_validation_names_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
+def test_config_validation_names_the_field(field, value, error):
+    with pytest.raises(error, match=f"^GenerationConfig.{field} must be "):
         GenerationConfig(**{field: value})
 
 
@@ -86,7 +89,7 @@ def test_class_seed_and_count():
     torch.Generator().manual_seed(max(seeds))  # a valid torch seed
     with pytest.raises(ValueError, match="class_index"):
         class_seed(0, -1)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(TypeError, match="seed"):
         class_seed(1.5, 0)
     assert num_synthetic(5, 5.0) == 25
     assert num_synthetic(3, 1.5) == 4
@@ -234,6 +237,17 @@ def test_no_suffix_is_reported_when_no_step_reaches_the_threshold(tiny_pipe):
     assert [s.suffix for s in _run(tiny_pipe, _inversions(2), short)] == ["", ""]
     longer = dataclasses.replace(short, denoising_steps=4)  # 751 >= 700: the first step uses a suffix
     assert all(s.suffix for s in _run(tiny_pipe, _inversions(2), longer))
+
+
+def test_an_overlong_suffix_is_refused_before_any_denoising(tiny_pipe, spy):
+    long_suffix = "standing on " + " and ".join(["a very long tree branch"] * 20)
+    with pytest.raises(ValueError, match="exceed the text encoder's context of 77 tokens.*tree branch"):
+        generate_class(tiny_pipe, _inversions(3), "<class_0>", "bird", [SUFFIXES[0], long_suffix], FAST, seed=0,
+                       class_index=0)
+    assert spy == []
+    # With no suffixed step at all (split ratio 0), no suffix reaches the text encoder: nothing to refuse.
+    no_suffix = dataclasses.replace(FAST, split_ratio=0.0)
+    assert len(_run(tiny_pipe, _inversions(2), no_suffix, suffixes=[long_suffix])) == 4
 
 
 def test_bad_inversions_and_config(tiny_pipe):
