@@ -9,11 +9,10 @@ from diffii_datasets._lazy import lazy_exports
 __version__ = "0.2.0"
 
 _EXPORTS = {
-    "DiffIIAugmented": "diffii_datasets.augmented",
-    "SyntheticDataset": "diffii_datasets.augmented",
-    "DiffIIConfig": "diffii_datasets.config",
-    "SyntheticStore": "diffii_datasets.store",
-    "load": "diffii_datasets.hf.builder",
+    "diffii_datasets.augmented": ("DiffIIAugmented", "SyntheticDataset"),
+    "diffii_datasets.config": ("DiffIIConfig",),
+    "diffii_datasets.store": ("SyntheticStore",),
+    "diffii_datasets.hf.builder": ("load",),
 }
-__all__ = ["__version__", *_EXPORTS]
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *_names]

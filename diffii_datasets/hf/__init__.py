@@ -13,21 +13,12 @@ Names load lazily.
 from diffii_datasets._lazy import lazy_exports
 
 _EXPORTS = {
-    "DiffIIBuilder": "diffii_datasets.hf.builder",
-    "DiffIIBuilderConfig": "diffii_datasets.hf.builder",
-    "load": "diffii_datasets.hf.builder",
-    "cards_dir": "diffii_datasets.hf.cards",
-    "IncompleteStoreError": "diffii_datasets.hf.convert",
-    "open_store": "diffii_datasets.hf.convert",
-    "to_dataset_dict": "diffii_datasets.hf.convert",
-    "SPLITS": "diffii_datasets.hf.features",
-    "check_features": "diffii_datasets.hf.features",
-    "diffii_features": "diffii_datasets.hf.features",
-    "check_config_name": "diffii_datasets.hf.hub",
-    "check_repo_id": "diffii_datasets.hf.hub",
-    "export_to_folder": "diffii_datasets.hf.hub",
-    "prebuilt_files": "diffii_datasets.hf.hub",
-    "push_to_hub": "diffii_datasets.hf.hub",
+    "diffii_datasets.hf.builder": ("DiffIIBuilder", "DiffIIBuilderConfig", "load"),
+    "diffii_datasets.hf.cards": ("cards_dir",),
+    "diffii_datasets.hf.convert": ("IncompleteStoreError", "open_store", "to_dataset_dict"),
+    "diffii_datasets.hf.features": ("SPLITS", "check_features", "diffii_features"),
+    "diffii_datasets.hf.hub": (
+        "check_config_name", "check_repo_id", "export_to_folder", "prebuilt_files", "push_to_hub",
+    ),
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -29,29 +29,17 @@ from diffii_datasets._lazy import lazy_exports
 
 _P = "diffii_datasets.diffusion.suffixes."
 _EXPORTS = {
-    "SuffixParseError": _P + "provider",
-    "SuffixProvider": _P + "provider",
-    "BUILTIN_FAMILIES": _P + "families",
-    "GENERIC_FAMILY": _P + "families",
-    "family_for_metaclass": _P + "families",
-    "BuiltinSuffixes": _P + "lists",
-    "UserSuffixes": _P + "lists",
-    "builtin_suffixes": _P + "lists",
-    "read_suffix_file": _P + "lists",
-    "parse_suffixes": _P + "parsing",
-    "summarisation_prompt": _P + "parsing",
-    "Summariser": _P + "summariser",
-    "DEFAULT_SUMMARISER": _P + "local_llm",
-    "LocalLLMSummariser": _P + "local_llm",
-    "API_BASE_ENV": _P + "openai_compatible",
-    "API_KEY_ENV": _P + "openai_compatible",
-    "OpenAICompatibleSummariser": _P + "openai_compatible",
-    "ExtractiveSummariser": _P + "extractive",
-    "summariser_from_spec": _P + "summariser_spec",
-    "DEFAULT_CAPTIONER": _P + "captioning",
-    "Captioner": _P + "captioning",
-    "CaptionedSuffixes": _P + "captioned",
-    "suffix_provider": _P + "spec",
+    _P + "provider": ("SuffixParseError", "SuffixProvider"),
+    _P + "families": ("BUILTIN_FAMILIES", "GENERIC_FAMILY", "family_for_metaclass"),
+    _P + "lists": ("BuiltinSuffixes", "UserSuffixes", "builtin_suffixes", "read_suffix_file"),
+    _P + "parsing": ("parse_suffixes", "summarisation_prompt"),
+    _P + "summariser": ("Summariser",),
+    _P + "local_llm": ("DEFAULT_SUMMARISER", "LocalLLMSummariser"),
+    _P + "openai_compatible": ("API_BASE_ENV", "API_KEY_ENV", "OpenAICompatibleSummariser"),
+    _P + "extractive": ("ExtractiveSummariser",),
+    _P + "summariser_spec": ("summariser_from_spec",),
+    _P + "captioning": ("DEFAULT_CAPTIONER", "Captioner"),
+    _P + "captioned": ("CaptionedSuffixes",),
+    _P + "spec": ("suffix_provider",),
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
