@@ -20,7 +20,7 @@ _EXPORTS = {
     "diffii_datasets.datasets.loading": ("FLOWER_LT_SPLIT_SEED", "SettingSplits", "load_family", "load_setting"),
     "diffii_datasets.datasets.cub": ("CUB200",),
     "diffii_datasets.datasets.torchvision_adapters": (
-        "FGVCAircraft", "Flowers102", "OxfordIIITPet", "StanfordCars", "STANFORD_CARS_MANUAL_DOWNLOAD",
+        "FGVCAircraft", "Flowers102", "OxfordIIITPet", "STANFORD_CARS_MANUAL_DOWNLOAD", "StanfordCars",
     ),
     "diffii_datasets.datasets.labeled": ("LabeledConcat", "LabeledSubset"),
     "diffii_datasets.datasets.sampling": ("few_shot", "long_tail", "long_tail_counts", "split_per_class"),

@@ -11,6 +11,8 @@ from torchvision.datasets.folder import default_loader
 from torchvision.datasets.utils import download_and_extract_archive, verify_str_arg
 from torchvision.datasets.vision import VisionDataset
 
+from diffii_datasets.datasets._layout import check_layout
+
 __all__ = ["CUB200"]
 
 
@@ -62,14 +64,11 @@ class CUB200(VisionDataset):
 
         if download:
             self.download()
-        if not self._base.is_dir():
-            raise RuntimeError(f"Dataset not found at {self._base}. You can use download=True to download it")
-        missing = [name for name in self.required_files if not (self._base / name).exists()]
-        if missing:
-            raise FileNotFoundError(
-                f"{self._base} is not a complete CUB-200-2011 layout: missing {', '.join(missing)}. "
-                "Delete the folder and use download=True, or extract the official CUB_200_2011.tgz there."
-            )
+        try:
+            check_layout(self._base, self.required_files, "CUB-200-2011")
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error}. Delete the folder and use download=True, or extract the official "
+                                    "CUB_200_2011.tgz there.") from None
 
         class_folders = self._read_table("classes.txt")
         paths = self._read_table("images.txt")

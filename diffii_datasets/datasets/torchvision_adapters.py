@@ -1,21 +1,20 @@
 """Thin adapters over torchvision's own Aircraft, Cars, Pet and Flowers classes.
 
-torchvision reads these datasets already; what the benchmarks need on top is the
-common label interface (``targets`` everywhere, ``class_to_idx`` for Flowers), a
-stable per-item key for order-independent sampling (``sample_keys``: the image
-path relative to the dataset's folder) and, before torchvision opens anything, a
-layout check that names the missing file instead of torchvision's generic
-"Dataset not found". Loading itself stays torchvision's code.
+Each adds what the paper's settings need on top of torchvision (see
+:mod:`~diffii_datasets.datasets._layout`): ``targets`` everywhere (``class_to_idx``
+for Flowers), ``sample_keys``, and a layout check that names a missing file.
+Loading itself stays torchvision's code.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torchvision.datasets as tvd
 from torchvision.datasets.utils import verify_str_arg
+
+from diffii_datasets.datasets._layout import check_layout, expand_root, relative_keys
 
 __all__ = ["FGVCAircraft", "Flowers102", "OxfordIIITPet", "StanfordCars", "STANFORD_CARS_MANUAL_DOWNLOAD"]
 
@@ -26,27 +25,6 @@ STANFORD_CARS_MANUAL_DOWNLOAD = (
     "https://www.kaggle.com/datasets/rickyyyyyyy/torchvision-stanford-cars) so that <root>/stanford_cars/ holds "
     "devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, cars_test_annos_withlabels.mat and cars_test/."
 )
-
-
-def _check_layout(base: Path, required: Sequence[str], name: str, not_found_hint: str) -> None:
-    """Raise the torchvision-style error when ``base`` is absent, and name missing files when it is partial."""
-    if not base.is_dir():
-        raise RuntimeError(f"Dataset not found at {base}. {not_found_hint}")
-    missing = [path for path in required if not (base / path).exists()]
-    if missing:
-        raise FileNotFoundError(f"{base} is not a complete {name} layout: missing {', '.join(missing)}")
-
-
-def _root(root: str | Path) -> Path:
-    """The root as torchvision's ``VisionDataset`` resolves it (``~`` expanded in strings only)."""
-    return Path(os.path.expanduser(root)) if isinstance(root, str) else Path(root)
-
-
-def _relative_keys(paths: Sequence[str | Path], base: Path) -> list[str]:
-    return [Path(path).relative_to(base).as_posix() for path in paths]
-
-
-_DOWNLOAD_HINT = "You can use download=True to download it"
 
 
 class FGVCAircraft(tvd.FGVCAircraft):
@@ -66,14 +44,14 @@ class FGVCAircraft(tvd.FGVCAircraft):
         download: bool = False,
     ) -> None:
         verify_str_arg(split, "split", ("train", "val", "trainval", "test"))
-        base = _root(root) / "fgvc-aircraft-2013b"
+        base = expand_root(root) / "fgvc-aircraft-2013b"
         if not download:
             required = ("data/variants.txt", f"data/images_variant_{split}.txt", "data/images")
-            _check_layout(base, required, "FGVC-Aircraft", _DOWNLOAD_HINT)
+            check_layout(base, required, "FGVC-Aircraft")
         super().__init__(root, split=split, annotation_level="variant", transform=transform,
                          target_transform=target_transform, download=download)
         self.targets = list(self._labels)
-        self.sample_keys = _relative_keys(self._image_files, Path(self._data_path))
+        self.sample_keys = relative_keys(self._image_files, Path(self._data_path))
 
 
 class StanfordCars(tvd.StanfordCars):
@@ -100,11 +78,11 @@ class StanfordCars(tvd.StanfordCars):
             required = ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train")
         else:
             required = ("devkit/cars_meta.mat", "cars_test_annos_withlabels.mat", "cars_test")
-        base = _root(root) / "stanford_cars"
-        _check_layout(base, required, "Stanford Cars", STANFORD_CARS_MANUAL_DOWNLOAD)
+        base = expand_root(root) / "stanford_cars"
+        check_layout(base, required, "Stanford Cars", STANFORD_CARS_MANUAL_DOWNLOAD)
         super().__init__(root, split=split, transform=transform, target_transform=target_transform)
         self.targets = [int(target) for _, target in self._samples]
-        self.sample_keys = _relative_keys([path for path, _ in self._samples], self._base_folder)
+        self.sample_keys = relative_keys([path for path, _ in self._samples], self._base_folder)
 
     def download(self) -> None:
         raise ValueError(STANFORD_CARS_MANUAL_DOWNLOAD)
@@ -126,13 +104,13 @@ class OxfordIIITPet(tvd.OxfordIIITPet):
         download: bool = False,
     ) -> None:
         verify_str_arg(split, "split", ("trainval", "test"))
-        base = _root(root) / "oxford-iiit-pet"
+        base = expand_root(root) / "oxford-iiit-pet"
         if not download:
-            _check_layout(base, ("images", f"annotations/{split}.txt"), "Oxford-IIIT Pet", _DOWNLOAD_HINT)
+            check_layout(base, ("images", f"annotations/{split}.txt"), "Oxford-IIIT Pet")
         super().__init__(root, split=split, target_types="category", transform=transform,
                          target_transform=target_transform, download=download)
         self.targets = list(self._labels)
-        self.sample_keys = _relative_keys(self._images, self._base_folder)
+        self.sample_keys = relative_keys(self._images, self._base_folder)
 
 
 class Flowers102(tvd.Flowers102):
@@ -140,7 +118,7 @@ class Flowers102(tvd.Flowers102):
 
     Layout: ``root/flowers-102/{jpg/, imagelabels.mat, setid.mat}`` (torchvision checks the two
     ``.mat`` files' MD5). Adds ``class_to_idx``, ``targets`` and ``sample_keys``. Flower-LT pools
-    all three splits (see :mod:`diffii_datasets.datasets.registry`).
+    all three splits (see :mod:`diffii_datasets.datasets.loading`).
     """
 
     def __init__(
@@ -152,12 +130,12 @@ class Flowers102(tvd.Flowers102):
         download: bool = False,
     ) -> None:
         verify_str_arg(split, "split", ("train", "val", "test"))
-        base = _root(root) / "flowers-102"
+        base = expand_root(root) / "flowers-102"
         if not download:
-            _check_layout(base, ("jpg", "imagelabels.mat", "setid.mat"), "Flowers-102", _DOWNLOAD_HINT)
+            check_layout(base, ("jpg", "imagelabels.mat", "setid.mat"), "Flowers-102")
         super().__init__(root, split=split, transform=transform, target_transform=target_transform,
                          download=download)
         self.classes = list(self.classes)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         self.targets = list(self._labels)
-        self.sample_keys = _relative_keys(self._image_files, self._base_folder)
+        self.sample_keys = relative_keys(self._image_files, self._base_folder)
