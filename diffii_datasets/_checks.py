@@ -108,10 +108,13 @@ def check_one_line(value: Any, name: str, *, expected: str = "a non-empty single
     return value
 
 
-def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
-    """One of ``choices`` (compared with ``==``)."""
+def check_choice(value: Any, name: str, choices: Collection[Any], *, optional: bool = False) -> Any:
+    """One of ``choices`` (compared with ``==``), or also ``None`` when ``optional``."""
+    if optional and value is None:
+        return None
     if value not in choices:
-        fail(ValueError, name, "one of " + ", ".join(repr(c) for c in choices), value)
+        fail(ValueError, name, ("None or " if optional else "") + "one of " + ", ".join(repr(c) for c in choices),
+             value)
     return value
 
 

@@ -124,9 +124,10 @@ def number(*, minimum: float | None = None, maximum: float | None = None, above:
     return check
 
 
-def choice(choices: Sequence[Any]) -> Check:
+def choice(choices: Sequence[Any], *, optional: bool = False) -> Check:
+    """One of ``choices`` (or ``None`` too, when ``optional``)."""
     def check(value: Any, name: str) -> Any:
-        return _checks.check_choice(value, name, choices)
+        return _checks.check_choice(value, name, choices, optional=optional)
 
     return check
 

@@ -41,7 +41,7 @@ class GenerationConfig:
                                   optional(image_side), parse=int)
     autocast_dtype: str | None = knob(None, "bfloat16 or float16: run generation's UNet and VAE under autocast "
                                             "(a speed knob for float32 pipelines; off by default)",
-                                      optional(choice(AUTOCAST_DTYPES)), parse=str, choices=AUTOCAST_DTYPES)
+                                      choice(AUTOCAST_DTYPES, optional=True), parse=str, choices=AUTOCAST_DTYPES)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -20,7 +20,9 @@ and opposite directions (alpha ~ pi), whose plane is undefined, rotate ``a``
 towards a fixed direction orthogonal to it, with ``b``'s norm, so the circle
 still passes through ``a`` and, for ``b = -a``, through ``b``.
 
-This module is pure tensor math: it imports torch and the (pure Python) list of method names.
+This module is pure tensor math: it imports only torch. :data:`METHODS` dispatches
+the names that ``GenerationConfig.interpolation`` accepts
+(:data:`~diffii_datasets.diffusion.config.INTERPOLATION_METHODS`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,9 @@ from collections.abc import Callable
 
 import torch
 
-from diffii_datasets._checks import check_choice
-from diffii_datasets.diffusion.config import INTERPOLATION_METHODS
 
 __all__ = [
-    "INTERPOLATION_METHODS",
+    "METHODS",
     "circle_interpolate",
     "interpolate",
     "interpolation_angle",
@@ -151,7 +151,7 @@ def linear_interpolate(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tens
     return _finish((1 - lam_rows)[:, None] * a_rows + lam_rows[:, None] * b_rows, a)
 
 
-_METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor], torch.Tensor]] = {
+METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor], torch.Tensor]] = {
     "circle": circle_interpolate,
     "spherical": spherical_interpolate,
     "extrapolate": spherical_extrapolate,
@@ -160,14 +160,15 @@ _METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor],
 
 
 def _check_method(interpolation: str) -> None:
-    check_choice(interpolation, "interpolation", INTERPOLATION_METHODS)
+    if interpolation not in METHODS:
+        raise ValueError(f"interpolation must be one of {', '.join(map(repr, METHODS))}, got {interpolation!r}")
 
 
 def interpolate(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor,
                 interpolation: str = "circle") -> torch.Tensor:
-    """Dispatch to the method named by ``interpolation`` (one of :data:`INTERPOLATION_METHODS`)."""
+    """Dispatch to the method named by ``interpolation`` (one of :data:`METHODS`)."""
     _check_method(interpolation)
-    return _METHODS[interpolation](a, b, lam)
+    return METHODS[interpolation](a, b, lam)
 
 
 def interpolation_angle(a: torch.Tensor, b: torch.Tensor, *, batched: bool = False) -> torch.Tensor:

@@ -146,7 +146,7 @@ def check_autocast_dtype(value: Any, name: str = "autocast_dtype") -> torch.dtyp
         return None
     if isinstance(value, torch.dtype):
         value = str(value).removeprefix("torch.")
-    return getattr(torch, _checks.check_choice(value, name, AUTOCAST_DTYPES))
+    return getattr(torch, _checks.check_choice(value, name, AUTOCAST_DTYPES, optional=True))
 
 
 def model_autocast(pipe, dtype: str | torch.dtype | None) -> contextlib.AbstractContextManager:

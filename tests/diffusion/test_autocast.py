@@ -87,8 +87,8 @@ def test_inversion_runs_the_unet_in_bf16_and_stays_close(tiny_pipe):
 
 def test_generation_config_carries_the_knob():
     assert GenerationConfig().autocast_dtype is None
-    assert DiffIIConfig().generation_config().autocast_dtype is None
-    assert DiffIIConfig(autocast_dtype="bfloat16").generation_config().autocast_dtype == "bfloat16"
+    assert DiffIIConfig().generation.autocast_dtype is None
+    assert DiffIIConfig(autocast_dtype="bfloat16").generation.autocast_dtype == "bfloat16"
     assert DiffIIConfig.from_json(DiffIIConfig(autocast_dtype="float16").to_json()).autocast_dtype == "float16"
     assert DiffIIConfig(autocast_dtype="bfloat16").hash() != DiffIIConfig().hash()
 

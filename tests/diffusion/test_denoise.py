@@ -189,8 +189,8 @@ def test_half_precision_pipeline_runs_the_unet_in_its_dtype():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"split_ratio": -0.1}, ValueError, r"split_ratio must lie in \[0, 1\]"),
-        ({"split_ratio": 1.5}, ValueError, r"split_ratio must lie in \[0, 1\]"),
+        ({"split_ratio": -0.1}, ValueError, r"split_ratio must be a finite number in \[0, 1\]"),
+        ({"split_ratio": 1.5}, ValueError, r"split_ratio must be a finite number in \[0, 1\]"),
         ({"split_ratio": "0.3"}, TypeError, "split_ratio"),
         ({"latents": torch.zeros(2, 3, 16, 16)}, ValueError, r"latents must have shape \[B, 4, 16, 16\]"),
         ({"latents": torch.zeros(2, 4, 8, 8)}, ValueError, r"latents must have shape \[B, 4, 16, 16\]"),

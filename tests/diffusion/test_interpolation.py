@@ -199,3 +199,9 @@ def test_module_imports_only_torch():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"torch", "__future__", "collections"}
+
+
+def test_the_dispatch_table_serves_exactly_the_configs_methods():
+    from diffii_datasets.diffusion.config import INTERPOLATION_METHODS
+
+    assert tuple(interp.METHODS) == INTERPOLATION_METHODS
