@@ -13,7 +13,7 @@ from torchvision.datasets.vision import VisionDataset
 
 from diffii_datasets.datasets._layout import check_layout
 
-__all__ = ["CUB200"]
+__all__ = ["CUB200", "readable_class_name"]
 
 
 class CUB200(VisionDataset):
@@ -81,7 +81,7 @@ class CUB200(VisionDataset):
         class_ids = sorted(class_folders)
         if class_ids != list(range(1, len(class_ids) + 1)):
             raise ValueError(f"{self._base / 'classes.txt'} must number classes 1..N without gaps")
-        self.classes = [_readable(class_folders[i]) for i in class_ids]
+        self.classes = [readable_class_name(class_folders[i]) for i in class_ids]
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
         wanted = "1" if self.split == "train" else "0"
@@ -134,6 +134,6 @@ class CUB200(VisionDataset):
         return f"Split: {self.split}"
 
 
-def _readable(folder_name: str) -> str:
+def readable_class_name(folder_name: str) -> str:
     """``001.Black_footed_Albatross`` -> ``Black footed Albatross``."""
     return folder_name.split(".", 1)[-1].replace("_", " ")
