@@ -28,6 +28,8 @@ COMMAND_GROUPS = (
     "diffii_datasets.cli.generate",
     "diffii_datasets.cli.store",
     "diffii_datasets.cli.hub",
+    "diffii_datasets.cli.train",
+    "diffii_datasets.cli.report",
 )
 """The modules whose ``add_commands(add_command)`` adds subcommands, in the order ``--help`` lists them."""
 
