@@ -23,27 +23,32 @@ class WeightsNotAvailable(OSError):
     """Pretrained weights that are neither cached nor downloadable here."""
 
 
-def build_model(name: str, num_classes: int, weights: str | None = None, *, download: bool = True) -> Any:
+def build_model(name: str, num_classes: int, weights: str | None = None, *, image_size: int | None = None,
+                download: bool = True) -> Any:
     """``name`` with ``weights`` (None: random initialisation) and a fresh ``num_classes``-way linear head.
 
     ``name`` is a torchvision model (``resnet50``, ``vit_b_16``, ``convnext_tiny`` ...) with
     a torchvision weights name (``IMAGENET1K_V1``, ``IMAGENET1K_SWAG_E2E_V1``, ``DEFAULT``),
     or ``timm:<name>`` with ``weights="pretrained"`` for timm's default weights. The head
     replaced is the model's last linear layer (``fc`` of a ResNet, ``heads.head`` of a
-    ViT), as the authors replace it. ``download=False`` refuses to fetch weights that are
-    not cached.
+    ViT), as the authors replace it. ``image_size`` sizes a randomly initialised torchvision
+    ViT (its position embeddings; pretrained ones come with their size). ``download=False``
+    refuses to fetch weights that are not cached.
     """
     name = _checks.check_one_line(name, "model", expected="a torchvision model name or timm:<name>")
     num_classes = _checks.check_int(num_classes, "num_classes", minimum=2)
     if weights is not None:
         weights = _checks.check_one_line(weights, "weights", expected="a weights name or None")
+    if image_size is not None:
+        _checks.check_int(image_size, "image_size", minimum=1)
     _checks.check_bool(download, "download")
     if name.startswith(TIMM_PREFIX):
         return _timm_model(name[len(TIMM_PREFIX):], num_classes, weights, download)
-    return _torchvision_model(name, num_classes, weights, download)
+    return _torchvision_model(name, num_classes, weights, image_size, download)
 
 
-def _torchvision_model(name: str, num_classes: int, weights: str | None, download: bool) -> Any:
+def _torchvision_model(name: str, num_classes: int, weights: str | None, image_size: int | None,
+                       download: bool) -> Any:
     import torchvision
 
     known = torchvision.models.list_models(module=torchvision.models)
@@ -51,7 +56,8 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None, downloa
         raise ValueError(f"model must be a torchvision classification model ({', '.join(known[:8])}, ...) or "
                          f"timm:<name>, got {name!r}")
     if weights is None:
-        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        sized = {"image_size": image_size} if image_size is not None and name.startswith("vit_") else {}
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **sized)
     enum = torchvision.models.get_model_weights(name)
     try:
         resolved = enum[weights] if weights != "DEFAULT" else enum.DEFAULT

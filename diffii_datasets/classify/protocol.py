@@ -185,7 +185,7 @@ def evaluate_setting(setting: str, *, root: str | Path | None, output_dir: str |
         trained = TrainResult.from_dict(read_json(run / RESULT_FILE))
         if list(test.classes) != trained.classes:
             raise ValueError(f"{run} was trained on {len(trained.classes)} classes, not {setting}'s test classes")
-        model = build_model(trained.recipe.model, len(trained.classes), None)
+        model = build_model(trained.recipe.model, len(trained.classes), None, image_size=trained.recipe.image_size)
         model.load_state_dict(load_file(str(run / WEIGHTS_FILE)))
         scored = evaluate(model.to(world.device), Transformed(test, eval_transform(trained.recipe), "test_set"),
                           batch_size=trained.recipe.batch_size // world.size, world=world, workers=workers)

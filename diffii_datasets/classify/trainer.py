@@ -12,6 +12,8 @@ seed, the epoch and the rank (see :mod:`diffii_datasets.classify.data`).
 
 from __future__ import annotations
 
+import functools
+
 import io
 import logging
 import random
@@ -208,11 +210,13 @@ class _Trainer:
     def _build_model(self) -> Any:
         """Rank 0 first, so that only it downloads missing weights; every rank draws the same new head."""
         recipe, model = self.recipe, None
+        build = functools.partial(build_model, recipe.model, len(self.classes), recipe.weights,
+                                  image_size=recipe.image_size, download=self.download)
         if self.world.is_main:
-            model = build_model(recipe.model, len(self.classes), recipe.weights, download=self.download)
+            model = build()
         self.world.barrier()
         if not self.world.is_main:
-            model = build_model(recipe.model, len(self.classes), recipe.weights, download=self.download)
+            model = build()
         return model
 
     def _epoch(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, epoch: int) -> EpochRecord:

@@ -50,6 +50,8 @@ def test_random_initialisation_and_the_head_of_any_torchvision_model():
     assert resnet.fc.out_features == 7
     assert resnet(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
     assert build_model("mobilenet_v3_small", 4).classifier[-1].out_features == 4
+    vit = build_model("vit_b_16", 5, image_size=384)  # the ViT recipe's size, randomly initialised
+    assert vit.image_size == 384 and vit.heads.head.out_features == 5
 
 
 def test_unknown_names_are_refused():
