@@ -94,6 +94,8 @@ def test_every_config_knob_is_a_generate_flag(tmp_path):
         "concept_tokens_per_class": 2, "concept_lora_rank": 4, "concept_learning_rate": 1e-4,
         "concept_weight_decay": 0.0, "concept_checkpoint_steps": 50, "concept_gradient_checkpointing": True,
         "concept_mixed_precision": False, "concept_resolution": 64, "concept_lora_target_modules": ("to_q", "to_v"),
+        "concept_crop": "center", "concept_random_flip": False, "concept_vae_posterior": "mean",
+        "concept_lora_grad_clip_norm": 0.5, "concept_balance_classes": True, "concept_token_init": "class_name",
         "suffixes": "builtin:flower", "image_format": "jpeg", "seed": 3, "autocast_dtype": "bfloat16",
     }
     knobs = DiffIIConfig.knobs()
@@ -130,13 +132,17 @@ def test_demo_and_generate_spell_every_shared_flag_alike():
     assert (args.denoising_steps, args.concept_train_steps, args.expansion_rate) == (3, 4, 1.5)
 
 
-@pytest.mark.parametrize("setting, split_ratio", [
-    (["cub-5shot"], 0.3), (["pet-10shot"], 0.1), (["cub-lt-if100"], 1.0), (["flower-lt-if10"], 1.0),
-    (["cub", "--shots", "3"], 0.3), (["aircraft", "--shots", "7"], 0.1), (["cub-lt", "--imbalance-factor", "50"], 1.0),
+@pytest.mark.parametrize("setting, split_ratio, long_tail", [
+    (["cub-5shot"], 0.3, False), (["pet-10shot"], 0.1, False), (["cub-lt-if100"], 1.0, True),
+    (["flower-lt-if10"], 1.0, True), (["cub", "--shots", "3"], 0.3, False), (["aircraft", "--shots", "7"], 0.1, False),
+    (["cub-lt", "--imbalance-factor", "50"], 1.0, True),
 ])
-def test_unset_knobs_are_the_paper_defaults_with_the_settings_split_ratio(setting, split_ratio):
-    assert _config("generate", *setting, "--root", "r") == DiffIIConfig(split_ratio=split_ratio)
+def test_unset_knobs_are_the_paper_defaults_with_the_settings_split_ratio(setting, split_ratio, long_tail):
+    # the long-tail settings also learn concepts class-balanced, as the published long-tail runs
+    expected = DiffIIConfig(split_ratio=split_ratio, concept_balance_classes=long_tail)
+    assert _config("generate", *setting, "--root", "r") == expected
     assert _config("generate", *setting, "--root", "r", "--split-ratio", "0.5").split_ratio == 0.5
+    assert not _config("generate", *setting, "--root", "r", "--no-concept-balance-classes").concept_balance_classes
 
 
 def _config(*argv):

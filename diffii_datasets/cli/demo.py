@@ -30,8 +30,9 @@ def add_commands(add_command: AddCommand) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     knobs = {**DEMO_KNOBS, **knob_values(args, DiffIIConfig.knobs())}  # checked before torch loads
-    config = DiffIIConfig(resolution=32, inversion_steps=50, concept_batch_size=4, batch_size=8, suffixes="builtin",
-                          **knobs)
+    # The tiny model's own size (32 px) for generation and for concept learning.
+    config = DiffIIConfig(resolution=32, concept_resolution=32, inversion_steps=50, concept_batch_size=4, batch_size=8,
+                          suffixes="builtin", **knobs)
 
     from torchvision.datasets import ImageFolder
 

@@ -30,7 +30,8 @@ EPILOG = """examples:
   accelerate launch --num_processes 8 -m diffii_datasets generate cub-5shot --root data/ --cache-dir /shared/stores
 
 Unset knobs take the paper's defaults with the setting's split ratio (0.3 for 5-shot,
-0.1 for 10-shot, 1.0 for long-tail), as the Hugging Face builder does. Under torchrun
+0.1 for 10-shot, 1.0 for long-tail) and, for the long-tail settings, class-balanced
+concept learning (--concept-balance-classes), as the Hugging Face builder does. Under torchrun
 or accelerate launch, classes are shared out over the ranks by their number of
 synthetic images, concept learning runs data-parallel, and the store is the same as a
 one-process run's. --cache-dir must be on a filesystem every rank sees. A run that was
@@ -103,12 +104,12 @@ def resolve_setting(args: argparse.Namespace) -> Setting:
 def config_from_args(args: argparse.Namespace) -> DiffIIConfig:
     """The :class:`DiffIIConfig` of a ``generate`` command line.
 
-    The paper's defaults with the setting's split ratio (as the Hub builder uses them),
-    or a ``--config`` file; then every knob flag given.
+    The paper's defaults with the setting's own (:meth:`~diffii_datasets.datasets.Setting.default_knobs`,
+    as the Hub builder uses them), or a ``--config`` file; then every knob flag given.
     """
     from diffii_datasets._io import read_json
 
-    config = DiffIIConfig(split_ratio=resolve_setting(args).split_ratio)
+    config = resolve_setting(args).diffii_config()
     if args.config is not None:
         try:
             config = DiffIIConfig.from_dict(read_json(Path(args.config).expanduser()))

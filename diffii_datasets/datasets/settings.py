@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from diffii_datasets import _checks
 
 if TYPE_CHECKING:
+    from diffii_datasets.config import DiffIIConfig
     from diffii_datasets.datasets.loading import SettingSplits
 
 __all__ = ["FAMILIES", "LONG_TAIL_PROFILES", "Family", "Setting", "custom_setting", "get_setting", "list_settings"]
@@ -91,6 +92,20 @@ class Setting:
         if self.long_tail:
             return 1.0
         return 0.3 if self.shots <= 5 else 0.1
+
+    def default_knobs(self) -> dict[str, Any]:
+        """The ``DiffIIConfig`` knobs this setting sets unasked: its split ratio, and for the long tail
+        class-balanced concept learning (``concept_balance_classes``, as the published long-tail runs)."""
+        knobs: dict[str, Any] = {"split_ratio": self.split_ratio}
+        if self.long_tail:
+            knobs["concept_balance_classes"] = True
+        return knobs
+
+    def diffii_config(self, **knobs: Any) -> DiffIIConfig:
+        """The paper's configuration for this setting (:meth:`default_knobs` over the defaults), then ``knobs``."""
+        from diffii_datasets.config import DiffIIConfig
+
+        return DiffIIConfig(**{**self.default_knobs(), **knobs})
 
     def load(self, root: str | Path, seed: int = 0, **kwargs: Any) -> SettingSplits:
         """The training subset, metaclass and test set (``kwargs``: those of :func:`.loading.load_family`)."""

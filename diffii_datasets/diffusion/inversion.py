@@ -1,7 +1,8 @@
 """DDIM inversion: training images to the x_T that regenerate them (paper Sec. 3.2.1).
 
-Each image is resized (square, no aspect preservation, as in the reference) to
-the pipeline's resolution, encoded to the VAE posterior mean times the VAE
+Each image is resized with PIL's LANCZOS filter (square, no aspect preservation,
+as the authors' ``get_inversion.py`` does) to the generation resolution, encoded
+to the VAE posterior mean times the VAE
 scaling factor, and run forward through ``DDIMInverseScheduler`` conditioned on
 its prompt. This is the loop ``StableDiffusionPipeline`` runs when its scheduler
 is swapped for the inverse one, which is how the authors' code inverts, but
@@ -14,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
 from diffii_datasets import _checks
 from diffii_datasets.diffusion.pipeline import (
@@ -29,7 +31,7 @@ from diffii_datasets.diffusion.pipeline import (
     pipeline_resolution,
     predict_noise,
 )
-from diffii_datasets.images import to_rgb_tensor
+from diffii_datasets.images import to_pil_rgb, to_rgb_tensor
 
 __all__ = ["ddim_invert", "encode_images", "load_image_batch"]
 
@@ -54,24 +56,31 @@ def _check_images(images: Any) -> int:
 def load_image_batch(images: Any, start: int, stop: int, resolution: int) -> torch.Tensor:
     """Images ``start:stop`` as float32 ``[b, 3, resolution, resolution]`` in [0, 1].
 
-    A tensor batch keeps its exact values (one channel repeated, alpha dropped);
-    other images go through :func:`diffii_datasets.images.to_rgb_tensor`. Images
-    of another size are resized with antialiased bilinear filtering.
+    Images of another size are resized with PIL's LANCZOS filter, as the authors do:
+    PIL images (and anything else :func:`diffii_datasets.images.to_pil_rgb` takes)
+    as RGB images, so in 8-bit steps like theirs; a tensor batch channel by channel
+    in 32-bit float, so it keeps its precision. Images of the right size keep their
+    exact values (one channel repeated, alpha dropped).
     """
+    size = (resolution, resolution)
     if isinstance(images, torch.Tensor):
         batch = images[start:stop].detach().cpu()
         batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
         batch = batch.expand(-1, 3, -1, -1) if batch.shape[1] == 1 else batch[:, :3]
-        items = list(batch)
+        items = [item if tuple(item.shape[1:]) == size else _lanczos_float(item, resolution) for item in batch]
     else:
-        items = [to_rgb_tensor(images[i], name=f"images[{i}]") for i in range(start, stop)]
-    resized = [
-        item if tuple(item.shape[1:]) == (resolution, resolution)
-        else F.interpolate(item[None], size=(resolution, resolution), mode="bilinear", antialias=True,
-                           align_corners=False)[0].clamp(0, 1)
-        for item in items
-    ]
-    return torch.stack(resized).contiguous()
+        items = []
+        for i in range(start, stop):
+            image = to_pil_rgb(images[i], name=f"images[{i}]")
+            items.append(to_rgb_tensor(image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)))
+    return torch.stack(items).contiguous()
+
+
+def _lanczos_float(image: torch.Tensor, resolution: int) -> torch.Tensor:
+    """A float ``[3, H, W]`` image resized with PIL's LANCZOS filter, one 32-bit channel at a time, in [0, 1]."""
+    channels = [Image.fromarray(channel.numpy()).resize((resolution, resolution), Image.Resampling.LANCZOS)
+                for channel in image.contiguous()]
+    return torch.from_numpy(np.stack([np.asarray(c, dtype=np.float32) for c in channels])).clamp(0, 1)
 
 
 @torch.no_grad()

@@ -75,9 +75,9 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
         return get_setting(self.name)
 
     def diffii_config(self) -> DiffIIConfig:
-        """The full Diff-II configuration: paper defaults, the setting's defaults, then ``diffii``."""
-        defaults = {"split_ratio": self.setting().split_ratio}
-        return DiffIIConfig.from_dict({**defaults, **(self.diffii or {}), "seed": self.seed})
+        """The full Diff-II configuration: paper defaults, the setting's defaults
+        (:meth:`~diffii_datasets.datasets.settings.Setting.default_knobs`), then ``diffii``."""
+        return DiffIIConfig.from_dict({**self.setting().default_knobs(), **(self.diffii or {}), "seed": self.seed})
 
 
 class DiffIIBuilder(datasets.GeneratorBasedBuilder):
@@ -109,8 +109,11 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     """
 
     BUILDER_CONFIG_CLASS = DiffIIBuilderConfig
+    # The version is part of the ``datasets`` cache path, whose key holds only the knobs given: it changes
+    # whenever the defaults do, so a set made with old defaults is never reused (1.1.0: the published
+    # concept recipe).
     BUILDER_CONFIGS = [
-        DiffIIBuilderConfig(name=setting.name, version=datasets.Version("1.0.0"),
+        DiffIIBuilderConfig(name=setting.name, version=datasets.Version("1.1.0"),
                             description=f"{setting.name}: {setting.train_split}, Diff-II synthetic images")
         for setting in list_settings()
     ]

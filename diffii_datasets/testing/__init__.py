@@ -37,6 +37,12 @@ TOKENIZER_WORDS = (
     "branch tree sky water grass runway road street field garden snow sun rain bee leaf leaves"
 ).split()
 
+# Vocabulary entries of CLIP's tokenizer that code looks up by name rather than reaching through text:
+# "ktn", the token every placeholder starts from in the published concept recipe (id 42170 in SD-1.5's
+# tokenizer; see diffii_datasets.diffusion.concepts.config.PUBLISHED_INIT_TOKEN). No merge produces them,
+# so text tokenizes exactly as without them.
+LOOKUP_TOKENS = ("ktn",)
+
 # SD-1.5's scheduler settings (scheduler/scheduler_config.json of the hub repo).
 SD15_SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,
@@ -85,7 +91,8 @@ def tiny_clip_tokenizer(words: Sequence[str] = TOKENIZER_WORDS):
     """A CLIP BPE tokenizer with a locally generated vocabulary.
 
     The vocabulary holds the 256 byte-level symbols (plain and end-of-word), one
-    merge chain per word in ``words`` and CLIP's start/end tokens. Merges are
+    merge chain per word in ``words``, :data:`LOOKUP_TOKENS` (entries without a
+    merge, for lookups by name) and CLIP's start/end tokens. Merges are
     added greedily after the existing ones, which keeps every earlier word a
     single token, so each listed word encodes to exactly one id.
     """
@@ -104,6 +111,8 @@ def tiny_clip_tokenizer(words: Sequence[str] = TOKENIZER_WORDS):
             ranks[pair] = len(ranks)
             vocab.setdefault(pair[0] + pair[1], len(vocab))
             symbols = [pair[0] + pair[1]] + symbols[2:]
+    for token in LOOKUP_TOKENS:
+        vocab.setdefault(token, len(vocab))
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab[special] = len(vocab)
     merges = sorted(ranks, key=ranks.__getitem__)

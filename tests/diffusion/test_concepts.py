@@ -12,7 +12,7 @@ import torch
 
 from diffii_datasets.diffusion.concepts import ConceptConfig, ConceptSet, class_token, learn_concepts
 from diffii_datasets.diffusion.concepts.checkpoint import CHECKPOINT_FILE
-from diffii_datasets.diffusion.concepts.training import NEUTRAL_INIT_WORD
+from diffii_datasets.diffusion.concepts.trainer import NEUTRAL_INIT_WORD
 from diffii_datasets.diffusion.prompts import build_prompt
 from diffii_datasets.distributed import World
 from diffii_datasets.testing import tiny_image_dataset, tiny_pipeline
@@ -67,7 +67,8 @@ def learned():
     torch.manual_seed(1234)
     rng_before = torch.random.get_rng_state()
     losses = []
-    config = ConceptConfig(train_steps=30, batch_size=4, tokens_per_class=2, lora_rank=4, learning_rate=1e-2)
+    config = ConceptConfig(train_steps=30, batch_size=4, tokens_per_class=2, lora_rank=4, learning_rate=1e-2,
+                           resolution=32, token_init="class_name")
     concepts = learn_concepts(pipe, _images(), NAMES, METACLASS, config, seed=0, progress=False,
                               callback=lambda step, loss: losses.append((step, loss)))
     rng_after = torch.random.get_rng_state()
@@ -81,13 +82,19 @@ def test_config_defaults_are_the_released_recipe_and_bad_values_name_the_field()
     assert (config.learning_rate, config.weight_decay, config.checkpoint_steps) == (5e-5, 1e-2, 5000)
     assert config.lora_target_modules == ("to_q", "to_k", "to_v", "to_out.0")
     assert json.loads(json.dumps(config.to_dict()))["lora_target_modules"] == ["to_q", "to_k", "to_v", "to_out.0"]
+    # the published input pipeline, clipping and initialiser (balancing is the long-tail settings' own)
+    assert (config.resolution, config.crop, config.random_flip, config.vae_posterior) == (224, "random", True, "sample")
+    assert (config.lora_grad_clip_norm, config.balance_classes, config.token_init) == (1.0, False, "published")
     # a value of the wrong type is a TypeError, a bad value of the right type a ValueError; both name the field
     for field, value, error in [("train_steps", 0, ValueError), ("batch_size", 2.0, TypeError),
                                 ("tokens_per_class", True, TypeError), ("lora_rank", -1, ValueError),
                                 ("learning_rate", 0, ValueError), ("weight_decay", float("nan"), ValueError),
                                 ("checkpoint_steps", 0, ValueError), ("mixed_precision", 1, TypeError),
                                 ("resolution", 30, ValueError), ("lora_target_modules", "to_q", TypeError),
-                                ("lora_target_modules", (), ValueError)]:
+                                ("lora_target_modules", (), ValueError), ("crop", "middle", ValueError),
+                                ("random_flip", "yes", TypeError), ("vae_posterior", "mode", ValueError),
+                                ("lora_grad_clip_norm", -1.0, ValueError), ("balance_classes", 1, TypeError),
+                                ("token_init", "random", ValueError)]:
         with pytest.raises(error, match=rf"^ConceptConfig\.{field} must be "):
             ConceptConfig(**{field: value})
 
@@ -125,7 +132,8 @@ def test_only_placeholder_rows_of_the_embedding_matrix_change(learned):
 
 def test_tokens_start_from_a_class_word_or_the_neutral_word():
     pipe = tiny_pipeline(seed=0)
-    config = ConceptConfig(train_steps=1, batch_size=2, tokens_per_class=2, lora_rank=2)  # lr 5e-5: ~init
+    config = ConceptConfig(train_steps=1, batch_size=2, tokens_per_class=2, lora_rank=2,  # lr 5e-5: ~init
+                           resolution=32, token_init="class_name")
     concepts = learn_concepts(pipe, _images(per_class=1), NAMES, METACLASS, config, progress=False)
     weight = pipe.text_encoder.get_input_embeddings().weight.detach()
     red, circle = pipe.tokenizer.convert_tokens_to_ids(["red</w>", "circle</w>"])
@@ -139,7 +147,8 @@ def test_gradient_checkpointing_gives_the_same_weights_and_is_switched_off_again
     pipe = tiny_pipeline(seed=0)
     runs, seen = [], []
     for checkpointing in (False, True):
-        config = ConceptConfig(train_steps=2, batch_size=2, lora_rank=2, gradient_checkpointing=checkpointing)
+        config = ConceptConfig(train_steps=2, batch_size=2, lora_rank=2, gradient_checkpointing=checkpointing,
+                               resolution=32)
         runs.append(learn_concepts(pipe, _images(per_class=1), NAMES, METACLASS, config, progress=False,
                                    callback=lambda *_: seen.append(pipe.unet.is_gradient_checkpointing)))
         assert not pipe.unet.is_gradient_checkpointing
@@ -276,7 +285,7 @@ def test_learning_rejects_bad_input_and_leaves_the_pipeline_alone():
     pipe = tiny_pipeline(seed=0)
     before = _snapshot(pipe)
     images = _images(per_class=1)
-    config = ConceptConfig(train_steps=1, batch_size=2, lora_rank=2)
+    config = ConceptConfig(train_steps=1, batch_size=2, lora_rank=2, resolution=32)
     with pytest.raises(ValueError, match=r"no images to learn from: \['xqzv_blorp'\]"):
         learn_concepts(pipe, [images[0], []], NAMES, METACLASS, config)
     with pytest.raises(ValueError, match="2 classes but class_names has 3"):
@@ -304,7 +313,8 @@ RESUME_CASE = textwrap.dedent("""
     from diffii_datasets.diffusion.concepts import ConceptConfig, learn_concepts
     dataset = tiny_image_dataset(2, 2, seed=3)
     images = [[dataset[i][0] for i in range(len(dataset)) if dataset.targets[i] == c] for c in range(2)]
-    config = ConceptConfig(train_steps=6, checkpoint_steps=3, batch_size=2, lora_rank=2, learning_rate=1e-3)
+    config = ConceptConfig(train_steps=6, checkpoint_steps=3, batch_size=2, lora_rank=2, learning_rate=1e-3,
+                           resolution=32)
 """)
 
 

@@ -7,7 +7,7 @@ from diffusers import DDIMInverseScheduler, StableDiffusionPipeline
 from PIL import Image
 
 from diffii_datasets.diffusion.denoise import two_stage_denoise
-from diffii_datasets.diffusion.inversion import ddim_invert, encode_images
+from diffii_datasets.diffusion.inversion import ddim_invert, encode_images, load_image_batch
 from diffii_datasets.testing import tiny_image_dataset
 
 PROMPT = "a photo of a red circle"
@@ -145,6 +145,20 @@ def test_image_inputs_are_converted(tiny_pipe, images):
     # an explicit resolution sets the latent size
     assert ddim_invert(tiny_pipe, [pil], PROMPT, num_inference_steps=3, resolution=16).shape == (1, 4, 8, 8)
     assert ddim_invert(tiny_pipe, [], PROMPT, num_inference_steps=3).shape == (0, 4, 16, 16)
+
+
+def test_images_of_another_size_are_resized_with_lanczos_as_the_authors_do(tiny_pipe):
+    pil = tiny_image_dataset(num_classes=1, per_class=1, size=64, seed=2)[0][0].resize((48, 40))
+    lanczos = torch.from_numpy(np.asarray(pil.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32) / 255)
+    assert torch.equal(load_image_batch([pil], 0, 1, 32)[0], lanczos.permute(2, 0, 1))  # PIL images: exactly
+    bilinear = pil.resize((32, 32), Image.Resampling.BILINEAR)
+    torch.testing.assert_close(ddim_invert(tiny_pipe, [pil], PROMPT, num_inference_steps=3),
+                               ddim_invert(tiny_pipe, [pil.resize((32, 32), Image.Resampling.LANCZOS)], PROMPT,
+                                           num_inference_steps=3), atol=0, rtol=0)
+    assert not torch.equal(load_image_batch([pil], 0, 1, 32), load_image_batch([bilinear], 0, 1, 32))
+    # a float tensor is resized with the same filter in 32-bit float, channel by channel
+    as_tensor = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    torch.testing.assert_close(load_image_batch(as_tensor, 0, 1, 32)[0], lanczos.permute(2, 0, 1), atol=2e-2, rtol=0)
 
 
 def test_encode_images_is_the_scaled_posterior_mean(tiny_pipe, images):

@@ -12,6 +12,7 @@ FAST_CONFIG = DiffIIConfig(
     concept_train_steps=3,
     concept_batch_size=2,
     concept_checkpoint_steps=2,
+    concept_resolution=32,  # the tiny pipeline's size, as resolution
     suffixes="builtin",
     seed=0,
 )

@@ -23,7 +23,7 @@ EXPECTED_COUNTS = [4, 4, 2]
 FAST_FLAGS = [
     "--resolution", "32", "--expansion-rate", "2", "--inversion-steps", "4", "--denoising-steps", "3",
     "--batch-size", "4", "--concept-train-steps", "3", "--concept-batch-size", "2",
-    "--concept-checkpoint-steps", "2", "--suffixes", "builtin", "--seed", "0",
+    "--concept-checkpoint-steps", "2", "--concept-resolution", "32", "--suffixes", "builtin", "--seed", "0",
 ]
 
 

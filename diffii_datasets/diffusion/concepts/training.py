@@ -1,14 +1,16 @@
 """Learning a concept set (paper Sec. 3.1): per-class placeholder tokens plus one LoRA shared by all classes.
 
 :func:`learn_concepts` trains them on a pipeline with noise-prediction MSE on
-``"a photo of a <tokens> <metaclass>"`` (the released Diff-Mix/Diff-II recipe),
-resumably and optionally data-parallel over the ranks of a
+``"a photo of a <tokens> <metaclass>"`` with the published recipe
+(:class:`~diffii_datasets.diffusion.concepts.config.ConceptConfig`), resumably and
+optionally data-parallel over the ranks of a
 :class:`~diffii_datasets.distributed.World`, and leaves the pipeline as it was.
+The optimisation is :mod:`~diffii_datasets.diffusion.concepts.trainer`, the
+per-step inputs :mod:`~diffii_datasets.diffusion.concepts.inputs`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,35 +20,31 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from diffii_datasets import _checks
 from diffii_datasets._io import fingerprint
-from diffii_datasets.diffusion.concepts.apply import check_pipeline, check_tokens_free, preserved_rng
-from diffii_datasets.diffusion.concepts.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from diffii_datasets.diffusion.concepts.apply import check_pipeline, check_tokens_free
+from diffii_datasets.diffusion.concepts.checkpoint import read_checkpoint, write_checkpoint
 from diffii_datasets.diffusion.concepts.concept_set import (
     ConceptSet,
     check_class_names,
     check_metaclass,
     class_token_list,
 )
-from diffii_datasets.diffusion.concepts.config import ConceptConfig
+from diffii_datasets.diffusion.concepts.config import TRAJECTORY_FREE_KNOBS, ConceptConfig, concept_recipe
+from diffii_datasets.diffusion.concepts.inputs import TrainingInputs
 from diffii_datasets.diffusion.concepts.lora import check_lora_targets
-from diffii_datasets.diffusion.prompts import build_prompt
+from diffii_datasets.diffusion.concepts.trainer import Trainer, initial_token_ids
 from diffii_datasets.distributed import World
 from diffii_datasets.hashing import image_digest, tensor_digest
-from diffii_datasets.images import to_pil_rgb, to_rgb_tensor
+from diffii_datasets.images import to_pil_rgb
 
-__all__ = ["NEUTRAL_INIT_WORD", "learn_concepts"]
+__all__ = ["learn_concepts"]
 
 logger = logging.getLogger(__name__)
 
-NEUTRAL_INIT_WORD = "the"
-"""Initialiser for classes whose name contains no word the tokenizer knows as a single token."""
-
-_TRAIN_ADAPTER = "diffii_concepts_training"
 _MISSING = object()
 
 
@@ -65,12 +63,15 @@ def learn_concepts(
 ) -> ConceptSet:
     """Learn ``config.tokens_per_class`` tokens per class and a shared UNet LoRA; ``pipe`` is left as it was.
 
-    Images are anything :func:`diffii_datasets.images.to_rgb_tensor` accepts; each one
-    and its mirror image are VAE-encoded once (posterior mean) and reused every step.
-    Tokens start from a word of the class name the tokenizer knows as one token (the
-    last ones when there are several), else from :data:`NEUTRAL_INIT_WORD`. Only the new
-    token vectors and the LoRA are trained; no other row of the embedding matrix exists
-    in the optimizer. With ``work_dir``, a checkpoint is written every
+    Images are anything :func:`diffii_datasets.images.to_rgb_tensor` accepts, of any
+    size; ``config`` says how each becomes a training input (the published recipe by
+    default: short side resized to 224, a fresh random crop, flip and VAE posterior
+    sample every step). Every crop that may be drawn, and its mirror image, is
+    VAE-encoded once; a step draws among them and samples the cached posterior (see
+    :mod:`~diffii_datasets.diffusion.concepts.inputs`).
+    Only the new token vectors and the LoRA are trained; no other row of the
+    embedding matrix exists in the optimizer. The returned set records the recipe
+    (:attr:`ConceptSet.recipe`). With ``work_dir``, a checkpoint is written every
     ``config.checkpoint_steps`` steps and at the end, and a later call with the same
     inputs resumes from it and reaches bit for bit the weights of an uninterrupted run
     (on CPU). ``callback(step, loss)`` runs after every step (and after that step's checkpoint).
@@ -106,12 +107,13 @@ def learn_concepts(
     if prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"pipe.scheduler predicts {prediction_type!r}; concept learning supports "
                          "'epsilon' and 'v_prediction'")
-    resolution = config.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
+    init_ids = initial_token_ids(pipe.tokenizer, names, n_vectors, config.token_init)
+    factor = int(getattr(pipe, "vae_scale_factor", 2 ** (len(pipe.vae.config.block_out_channels) - 1)))
+    resolution = config.resolution or pipe.unet.config.sample_size * factor
+    recipe = concept_recipe(config, seed)
 
     run_id = fingerprint({
-        # train_steps, checkpoint_steps and gradient_checkpointing do not change the trajectory
-        "config": {k: v for k, v in config.to_dict().items()
-                   if k not in ("train_steps", "checkpoint_steps", "gradient_checkpointing")},
+        "config": {k: v for k, v in config.to_dict().items() if k not in TRAJECTORY_FREE_KNOBS},
         "resolution": resolution,
         "class_names": names,
         "metaclass": metaclass,
@@ -120,7 +122,7 @@ def learn_concepts(
                     for j, image in enumerate(class_images)] for c, class_images in enumerate(images)],
         "pipeline": _pipeline_probe(pipe),
     })
-    checkpoint = read_checkpoint(Path(work_dir), run_id) if work_dir is not None else None
+    checkpoint = read_checkpoint(Path(work_dir), run_id, recipe) if work_dir is not None else None
     if world.size > 1:
         # Every rank read the checkpoint before any rank trains (and so writes a newer one).
         _check_same_start(world, checkpoint.step if checkpoint is not None else 0, work_dir)
@@ -129,17 +131,21 @@ def learn_concepts(
                          f"config.train_steps={config.train_steps}; use a fresh work_dir")
     if checkpoint is not None and checkpoint.step == config.train_steps:
         logger.info("concept learning already finished in %s; returning the final checkpoint", work_dir)
-        return _concept_set_from_tensors(checkpoint.tensors, names, metaclass, n_vectors)
+        return _concept_set_from_tensors(checkpoint.tensors, names, metaclass, n_vectors, recipe)
 
     progress = progress and world.is_main
+    flat = [(c, j, image) for c, class_images in enumerate(images) for j, image in enumerate(class_images)]
+    inputs = TrainingInputs([c for c, _, _ in flat], config, resolution)
     with _borrowed_pipeline(pipe) as (text_encoder, unet):
-        trainer = _Trainer(pipe, text_encoder, unet, names, metaclass, token_lists, config, seed, resolution, world)
+        trainer = Trainer(pipe, text_encoder, unet, names, metaclass, token_lists, init_ids, config, seed, inputs,
+                          world)
         start = 0
         if checkpoint is not None:
             trainer.load_state(checkpoint)
             start = checkpoint.step
             logger.info("resuming concept learning from step %d (%s)", start, work_dir)
-        trainer.encode_images(images, progress)
+        inputs.encode([image for _, _, image in flat], [f"images_by_class[{c}][{j}]" for c, j, _ in flat],
+                      pipe.vae, trainer.device, factor, progress)
         bar = tqdm(range(start + 1, config.train_steps + 1), initial=start, total=config.train_steps,
                    desc="Learning concepts", disable=not progress)
         for step in bar:
@@ -147,11 +153,12 @@ def learn_concepts(
             bar.set_postfix(loss=f"{loss:.4f}")
             if (work_dir is not None and world.is_main
                     and (step % config.checkpoint_steps == 0 or step == config.train_steps)):
-                write_checkpoint(Path(work_dir), run_id, step, trainer.state_tensors(), trainer.scaler_state())
+                write_checkpoint(Path(work_dir), run_id, recipe, step, trainer.state_tensors(),
+                                 trainer.scaler_state())
             if callback is not None:
                 callback(step, loss)
         world.barrier()  # rank 0's last checkpoint is written before any rank returns
-        return _concept_set_from_tensors(trainer.state_tensors(), names, metaclass, n_vectors)
+        return _concept_set_from_tensors(trainer.state_tensors(), names, metaclass, n_vectors, recipe)
 
 
 def _check_world(world: World | None) -> World:
@@ -174,11 +181,6 @@ def _check_same_start(world: World, step: int, work_dir: Any) -> None:
     if min(steps) != max(steps):
         raise RuntimeError(f"the ranks found different concept-learning checkpoints (steps {min(steps)} to "
                            f"{max(steps)}) in work_dir={work_dir}: it must be one directory all ranks see")
-
-
-def _batch_rows(world: World, batch_size: int) -> torch.Tensor:
-    """The batch rows this rank computes: a contiguous share, empty when ranks outnumber rows."""
-    return torch.arange(batch_size).tensor_split(world.size)[world.rank]
 
 
 def _check_images(images_by_class: Any, names: list[str]) -> list[list[Any]]:
@@ -226,218 +228,8 @@ def _borrowed_pipeline(pipe: Any) -> Iterator[tuple[nn.Module, nn.Module]]:
             param.requires_grad_(flag)
 
 
-class _PlaceholderEmbedding(nn.Module):
-    """The text encoder's token embedding plus trainable rows for ids ``>= first_id``.
-
-    The original matrix is only read, so no other row can change, and the optimizer
-    (and its weight decay) sees nothing but the placeholder vectors.
-    """
-
-    def __init__(self, base: nn.Module, first_id: int, init: torch.Tensor) -> None:
-        super().__init__()
-        self.base = base
-        self.first_id = first_id
-        self.placeholders = nn.Parameter(init)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        is_new = input_ids >= self.first_id
-        base = self.base(input_ids.masked_fill(is_new, 0))
-        new = F.embedding((input_ids - self.first_id).clamp(min=0), self.placeholders)
-        return torch.where(is_new.unsqueeze(-1), new.to(base.dtype), base)
-
-
-class _Trainer:
-    """One concept-learning run: placeholder rows + LoRA, AdamW, one private RNG stream (CPU generator)."""
-
-    def __init__(self, pipe, text_encoder, unet, names, metaclass, token_lists, config, seed, resolution,
-                 world: World) -> None:
-        from diffusers import DDPMScheduler
-        from peft import LoraConfig
-
-        self.pipe, self.text_encoder, self.unet, self.config = pipe, text_encoder, unet, config
-        self.resolution = resolution
-        self.world = world
-        self.device = unet.device
-        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        self.num_timesteps = self.noise_scheduler.config.num_train_timesteps
-
-        # Tokens live in a private copy of the tokenizer: pipe.tokenizer is never touched.
-        tokenizer = copy.deepcopy(pipe.tokenizer)
-        first_id = len(tokenizer)
-        flat_tokens = [t for tokens in token_lists for t in tokens]
-        tokenizer.add_tokens(flat_tokens)
-        ids = tokenizer.convert_tokens_to_ids(flat_tokens)
-        if ids != list(range(first_id, first_id + len(flat_tokens))):
-            raise RuntimeError(f"the tokenizer gave the new tokens ids {ids[:4]}..., not consecutive from {first_id}")
-        base = text_encoder.get_input_embeddings()
-        init_ids = [_init_token_id(pipe.tokenizer, name, len(tokens)) for name, tokens in zip(names, token_lists)]
-        init = base.weight.detach()[torch.tensor([i for row in init_ids for i in row], device=base.weight.device)]
-        self.embedding = _PlaceholderEmbedding(base, first_id, init.float().clone())
-        text_encoder.set_input_embeddings(self.embedding)
-        prompts = [build_prompt(" ".join(tokens), metaclass) for tokens in token_lists]
-        self.prompt_ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                                    truncation=True, return_tensors="pt").input_ids
-        for c, row in enumerate(self.prompt_ids):
-            if not set(ids[c * len(token_lists[c]):(c + 1) * len(token_lists[c])]) <= set(row.tolist()):
-                raise ValueError(f"the prompt of class {names[c]!r} is longer than the tokenizer's "
-                                 f"{tokenizer.model_max_length} tokens: {prompts[c]!r}")
-        self.prompt_ids = self.prompt_ids.to(self.device)
-
-        # LoRA through peft; its initial weights come from the seed and leave the global RNG alone.
-        with preserved_rng(self.device):
-            torch.manual_seed(seed)
-            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian",
-                                        target_modules=list(config.lora_target_modules)), _TRAIN_ADAPTER)
-        self.lora = {name.replace(f".{_TRAIN_ADAPTER}.", "."): param
-                     for name, param in sorted(unet.named_parameters()) if param.requires_grad}
-        for param in self.lora.values():
-            param.data = param.data.float()  # trainable weights in fp32 even in an fp16 pipeline
-        if config.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        self.params = [self.embedding.placeholders, *self.lora.values()]
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.generator = torch.Generator().manual_seed(seed)
-
-        self.amp_dtype = None
-        if config.mixed_precision and self.device.type == "cuda":
-            if unet.dtype in (torch.float16, torch.bfloat16):
-                self.amp_dtype = unet.dtype  # a half-precision pipeline: compute in its own dtype
-            else:
-                self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.latents: torch.Tensor | None = None
-        self.labels: torch.Tensor | None = None
-
-    @torch.no_grad()
-    def encode_images(self, images: list[list[Any]], progress: bool) -> None:
-        """VAE-encode every image and its mirror image once: ``latents[flip, index]``, kept on the CPU."""
-        vae = self.pipe.vae
-        flat = [(c, j, image) for c, class_images in enumerate(images) for j, image in enumerate(class_images)]
-        chunks = []
-        batch = self.config.batch_size
-        for start in tqdm(range(0, len(flat), batch), desc="Encoding images", disable=not progress):
-            pixels = torch.stack([
-                _resize(to_rgb_tensor(image, name=f"images_by_class[{c}][{j}]"), self.resolution)
-                for c, j, image in flat[start:start + batch]
-            ])
-            pixels = torch.cat([pixels, pixels.flip(-1)]).to(self.device, vae.dtype) * 2 - 1
-            latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
-            chunks.append(latents.float().cpu().unflatten(0, (2, -1)))
-        self.latents = torch.cat(chunks, dim=1)
-        self.labels = torch.tensor([c for c, _, _ in flat])
-
-    def step(self) -> float:
-        config, gen = self.config, self.generator
-        # The whole batch is drawn on every rank (same stream), so data-parallel runs draw what one process would.
-        index = torch.randint(self.latents.shape[1], (config.batch_size,), generator=gen)
-        flip = torch.randint(2, (config.batch_size,), generator=gen)
-        timesteps = torch.randint(0, self.num_timesteps, (config.batch_size,), generator=gen)
-        noise = torch.randn((config.batch_size, *self.latents.shape[2:]), generator=gen)
-        if self.world.size > 1:
-            rows = _batch_rows(self.world, config.batch_size)
-            index, flip, timesteps, noise = index[rows], flip[rows], timesteps[rows], noise[rows]
-        loss = self._loss(index, flip, timesteps, noise) if len(index) else torch.zeros((), device=self.device)
-        if self.world.size > 1:
-            loss = loss * (len(index) / config.batch_size)  # the ranks' shares sum to the batch mean
-        scaled = self.scaler.scale(loss) if self.scaler is not None else loss
-        if scaled.requires_grad:  # a rank without rows has nothing to differentiate
-            scaled.backward()
-        if self.world.size > 1:
-            loss = self._sum_over_ranks(loss)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()
-
-    def _loss(self, index: torch.Tensor, flip: torch.Tensor, timesteps: torch.Tensor,
-              noise: torch.Tensor) -> torch.Tensor:
-        """Noise-prediction MSE of the given rows (latent ``index``, mirrored or not, at ``timesteps``)."""
-        latents = self.latents[flip, index]
-        latents, noise, timesteps = latents.to(self.device), noise.to(self.device), timesteps.to(self.device)
-        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
-            self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            hidden = self.text_encoder(self.prompt_ids[self.labels[index].to(self.device)])[0]
-            prediction = self.unet(noisy.to(self.unet.dtype), timesteps, encoder_hidden_states=hidden).sample
-        return F.mse_loss(prediction.float(), target.float())
-
-    def _sum_over_ranks(self, loss: torch.Tensor) -> torch.Tensor:
-        """Sum every trainable weight's gradient and the loss over the ranks, in one collective.
-
-        A rank without rows (or whose rows left a weight without gradient) contributes
-        zeros, and every rank ends with the same gradient on every weight, so all
-        optimizers take the same step.
-        """
-        parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
-        flat = self.world.all_reduce_sum(torch.cat([*parts, loss.detach().reshape(1).to(parts[0])]))
-        sizes = [p.numel() for p in self.params]
-        for param, grad in zip(self.params, flat[:-1].split(sizes)):
-            param.grad = grad.view_as(param).clone()
-        return flat[-1]
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Everything a resume needs, as CPU tensors: weights, optimizer moments, RNG state."""
-        tensors = {"placeholders": self.embedding.placeholders.detach().cpu().clone()}
-        tensors.update({f"lora.{key}": p.detach().float().cpu().clone() for key, p in self.lora.items()})
-        for index, state in self.optimizer.state_dict()["state"].items():
-            for key, value in state.items():
-                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
-        tensors["rng"] = self.generator.get_state().clone()
-        return tensors
-
-    def scaler_state(self) -> dict[str, Any] | None:
-        return None if self.scaler is None else self.scaler.state_dict()
-
-    def load_state(self, checkpoint: Checkpoint) -> None:
-        tensors = checkpoint.tensors
-        expected = {"placeholders", "rng", *(f"lora.{key}" for key in self.lora)}
-        if not expected <= set(tensors) or tensors["placeholders"].shape != self.embedding.placeholders.shape:
-            raise ValueError(f"checkpoint {checkpoint.path} does not match this run's tokens or LoRA layout")
-        with torch.no_grad():
-            self.embedding.placeholders.copy_(tensors["placeholders"])
-            for key, param in self.lora.items():
-                if tensors[f"lora.{key}"].shape != param.shape:
-                    raise ValueError(f"checkpoint {checkpoint.path}: {key} has shape "
-                                     f"{tuple(tensors[f'lora.{key}'].shape)}, expected {tuple(param.shape)}")
-                param.copy_(tensors[f"lora.{key}"])
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for name, value in tensors.items():
-            if name.startswith("optim."):
-                _, index, key = name.split(".", 2)
-                state.setdefault(int(index), {})[key] = value
-        self.optimizer.load_state_dict({"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]})
-        self.generator.set_state(tensors["rng"])
-        if self.scaler is not None and checkpoint.scaler is not None:
-            self.scaler.load_state_dict(checkpoint.scaler)
-
-
-def _init_token_id(tokenizer: Any, class_name: str, count: int) -> list[int]:
-    """Ids to initialise a class's ``count`` vectors: its last single-token words, else the neutral word."""
-    words = class_name.replace("/", " ").replace("_", " ").replace("-", " ").lower().split()
-    known = []
-    for word in words:
-        ids = tokenizer(word, add_special_tokens=False).input_ids
-        if len(ids) == 1:
-            known.append(ids[0])
-    if not known:
-        known = tokenizer(NEUTRAL_INIT_WORD, add_special_tokens=False).input_ids[:1]
-    chosen = known[-count:]
-    return [chosen[j % len(chosen)] for j in range(count)]
-
-
-def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Square resize (no aspect preservation, as the reference code), in [0, 1]."""
-    if image.shape[-2:] == (size, size):
-        return image
-    return F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-
-
 def _concept_set_from_tensors(tensors: Mapping[str, torch.Tensor], names: list[str], metaclass: str,
-                              n_vectors: int) -> ConceptSet:
+                              n_vectors: int, recipe: dict[str, Any]) -> ConceptSet:
     placeholders = tensors["placeholders"].float()
     lora = {key.removeprefix("lora."): value for key, value in tensors.items() if key.startswith("lora.")}
-    return ConceptSet(names, metaclass, placeholders.reshape(len(names), n_vectors, -1), lora)
+    return ConceptSet(names, metaclass, placeholders.reshape(len(names), n_vectors, -1), lora, recipe=recipe)
