@@ -3,8 +3,9 @@
 Every file the package writes goes through :func:`atomic_write` (a temp file in
 the same folder, fsynced, renamed over the target, the folder fsynced), so a
 reader sees the old file or the whole new one, never a part. Temp files are
-named ``.<name>.tmp-<pid>``, so a later run can tell whose they are. Files are
-created with the process's umask, like any other file the user makes.
+named ``.<name>.tmp-<pid>``, so a later run can tell whose they are
+(:func:`temp_owner`) and sweep those whose process is gone. Files are created with
+the process's umask, like any other file the user makes (:func:`file_mode`).
 
 Every JSON file the package reads goes through :func:`read_json`, whose errors
 (:class:`FileFormatError`) name the file and what is wrong with it. Pure Python:
@@ -16,19 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "FileFormatError",
     "atomic_write",
+    "file_mode",
     "fingerprint",
     "fsync_dir",
+    "process_gone",
     "json_bytes",
     "read_json",
     "sha256_bytes",
     "sha256_file",
     "temp_name",
+    "temp_owner",
     "write_json",
 ]
 
@@ -45,6 +50,43 @@ class FileFormatError(ValueError):
 def temp_name(path: Path) -> Path:
     """Where :func:`atomic_write` stages ``path``: ``.<name>.tmp-<pid>`` beside it."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def temp_owner(name: str) -> int | None:
+    """The process id a temporary name ends with (``...tmp-<pid>``, ``...-<pid>``), ``None`` when it has none."""
+    found = _OWNER.search(name)
+    return int(found.group(1)) if found else None
+
+
+_OWNER = re.compile(r"-(\d+)\Z")
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine (another user's process counts as running)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def file_mode() -> int:
+    """The mode :func:`open` gives a new file: ``0o666`` less the process's umask.
+
+    For files a library writes with a mode of its own (safetensors writes 0600), so every
+    file of a shared cache can be read by whoever may read the rest.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)  # no /proc (not Linux): read it by setting it, then put it back
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -86,12 +128,15 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
 
 
 def read_json(path: str | os.PathLike, *, expect: type | tuple[type, ...] | None = dict,
-              missing_ok: bool = False) -> Any:
+              missing_ok: bool = False, canonical: bool = False) -> Any:
     """The JSON value in ``path``; ``None`` for a missing file when ``missing_ok``.
 
     Raises :class:`FileFormatError` naming the file when it cannot be read, is not
-    UTF-8 JSON, or its top-level value is not of type ``expect``, and
-    ``FileNotFoundError`` (naming it) when it is missing and not ``missing_ok``.
+    UTF-8 JSON, or its top-level value is not of type ``expect`` (a JSON ``null`` is
+    refused unless ``expect`` is ``None``), and ``FileNotFoundError`` (naming it) when
+    it is missing and not ``missing_ok``. With ``canonical``, the bytes must also be
+    exactly :func:`json_bytes` of the value, as this package writes its own files: an
+    edit or a flipped byte that still parses is refused too.
     """
     path = Path(path)
     try:
@@ -104,13 +149,22 @@ def read_json(path: str | os.PathLike, *, expect: type | tuple[type, ...] | None
         raise FileFormatError(path, "is a directory, expected a JSON file") from None
     try:
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise FileFormatError(path, f"is not valid JSON ({error})") from None
+    if canonical and _canonical(value) != data:
+        raise FileFormatError(path, "is not in the form diffii-datasets writes (edited or damaged)")
     if expect is not None and not isinstance(value, expect):
         names = " or ".join(t.__name__ for t in (expect if isinstance(expect, tuple) else (expect,)))
         kinds = {"dict": "a JSON object", "list": "a JSON array"}
         raise FileFormatError(path, f"must hold {kinds.get(names, names)}, found {type(value).__name__}")
     return value
+
+
+def _canonical(value: Any) -> bytes | None:
+    try:
+        return json_bytes(value)
+    except ValueError:  # NaN or Infinity: never written by this package
+        return None
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -20,8 +20,9 @@ from torch.utils.data import Dataset
 
 from diffii_datasets import _checks
 from diffii_datasets.config import DiffIIConfig
-from diffii_datasets.data import find_classes, parse_item, scan_dataset
+from diffii_datasets.data import check_deterministic_source, find_classes, parse_item, scan_dataset
 from diffii_datasets.diffusion.concepts import ConceptSet
+from diffii_datasets.diffusion.concepts.apply import check_pipeline
 from diffii_datasets.diffusion.pipeline import model_identity
 from diffii_datasets.distributed import World
 from diffii_datasets.images import to_pil_rgb
@@ -30,7 +31,7 @@ from diffii_datasets.synthesis import SynthesisJob, SynthesisReport, load_genera
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DiffIIAugmented", "SyntheticDataset"]
+__all__ = ["DiffIIAugmented", "StoreRealImages", "SyntheticDataset"]
 
 MODES = ("replace", "concat")
 
@@ -41,7 +42,9 @@ class DiffIIAugmented(Dataset):
     Args:
         base_dataset: any map-style dataset yielding ``(image, label)`` (or HF-style
             ``{"image", "label"}``), with PIL, tensor or ndarray images and int labels.
-            Put transforms on this wrapper, not on the base dataset.
+            Its items must read the same every time (they are fingerprinted, then read
+            again class by class to generate): put transforms on this wrapper; a base
+            dataset with a ``transform``, or whose items differ between reads, is refused.
         metaclass: the super-category word of the prompts (``"bird"``, ``"car"`` ...).
         config: every Diff-II knob (defaults: the paper's).
         pipeline: a ready ``StableDiffusionPipeline``; default: ``config.model`` is loaded
@@ -102,6 +105,9 @@ class DiffIIAugmented(Dataset):
             if not names:
                 raise ValueError("could not find class names on base_dataset (no .classes or ClassLabel feature); "
                                  "pass classes=[...]")
+            names = list(_checks.check_str_sequence(names, "base_dataset.classes",
+                                                    expected="a list of non-empty class names"))
+        check_deterministic_source(base_dataset)
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"class names must be unique, repeated: {repeated}")
@@ -110,6 +116,7 @@ class DiffIIAugmented(Dataset):
                              f"but base_dataset has {names}")
         config = config or DiffIIConfig()
         if pipeline is not None:
+            check_pipeline(pipeline, "pipeline", loaders=False)
             config = config.replace(model=model_identity(pipeline))
         self.original = base_dataset
         self.metaclass = metaclass.strip()
@@ -125,7 +132,8 @@ class DiffIIAugmented(Dataset):
         self.target_transform = target_transform
         self.device = device
         self.progress = progress
-        self.epoch = 0
+        # Shared memory: DataLoader workers (persistent ones too) see every set_epoch of this process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._pipeline = pipeline
         self._concepts = concepts
         self._store: SyntheticStore | None = None
@@ -135,6 +143,38 @@ class DiffIIAugmented(Dataset):
         self._synthetic_by_class: list[list[int]] = []
         self._synthetic_paths: list[str] = []  # resolved once: a DataLoader reads each one every epoch
         self._replacement_weights: np.ndarray | None = None
+
+    @classmethod
+    def from_store(
+        cls,
+        store: SyntheticStore,
+        *,
+        synthetic_probability: float = 0.5,
+        mode: str = "replace",
+        class_balanced: bool = False,
+        sampling_seed: int | None = None,
+        transform: Callable[[Image.Image], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+    ) -> DiffIIAugmented:
+        """The real and synthetic images of a complete ``store``, without the dataset it was made from.
+
+        The base dataset is the store's own copy of the real images (:class:`StoreRealImages`);
+        nothing is scanned or generated. The other arguments are the constructor's.
+        """
+        if not isinstance(store, SyntheticStore):
+            _checks.fail(TypeError, "store", "a SyntheticStore (SyntheticStore.open(path))", store)
+        if store.manifest() is None:
+            missing = [c for c in range(store.header.num_classes) if not store.is_committed(c)]
+            raise ValueError(f"the store at {store.path} is incomplete (classes not generated yet: {missing[:10]}); "
+                             "finish it with the command that made it")
+        header = store.header
+        real = StoreRealImages(store)
+        augmented = cls(real, header.metaclass, config=header.config, cache_dir=store.path.parent,
+                        classes=header.classes, synthetic_probability=synthetic_probability, mode=mode,
+                        class_balanced=class_balanced, sampling_seed=sampling_seed, transform=transform,
+                        target_transform=target_transform, progress=False)
+        augmented._index(store, real.targets)
+        return augmented
 
     # -- preparation -----------------------------------------------------------------------
 
@@ -158,7 +198,7 @@ class DiffIIAugmented(Dataset):
         """
         if self._store is not None:
             return self
-        scan = scan_dataset(self.original, self.classes)
+        scan = scan_dataset(self.original, self.classes, cache_dir=self.cache_dir)
         job = SynthesisJob(scan.images_by_class, self.classes, self.metaclass, self.config,
                            scan.fingerprint, self.config.model, self._concepts)
         store = job.create_store(self.cache_dir)
@@ -206,9 +246,19 @@ class DiffIIAugmented(Dataset):
         self.prepare()
         return SyntheticDataset(self)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch of the replace-mode draws (see :meth:`set_epoch`)."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Change the replace-mode draws; call it before each epoch's DataLoader iterator."""
-        self.epoch = _checks.check_int(epoch, "epoch", minimum=0)
+        """Change the replace-mode draws; call it before each epoch's DataLoader iterator.
+
+        The epoch lives in shared memory, so the workers of a ``DataLoader`` see it too,
+        including ``persistent_workers=True`` ones that keep their copy of the dataset
+        across epochs. A pickled copy (``pickle.dumps``) has an epoch of its own.
+        """
+        self._epoch.fill_(_checks.check_int(epoch, "epoch", minimum=0))
 
     def __len__(self) -> int:
         if self.mode == "replace":
@@ -233,7 +283,7 @@ class DiffIIAugmented(Dataset):
     def _replace_or_real(self, index: int) -> tuple[Image.Image, int]:
         label = self._base_targets[index]
         if self.mode == "replace" and self.synthetic_probability > 0:
-            rng = np.random.default_rng([self.sampling_seed, self.epoch, index])
+            rng = np.random.default_rng([self.sampling_seed, int(self._epoch), index])
             if rng.random() < self.synthetic_probability:
                 if self.class_balanced and self._replacement_weights is not None:
                     label = int(rng.choice(len(self.classes), p=self._replacement_weights))
@@ -252,6 +302,11 @@ class DiffIIAugmented(Dataset):
         state = self.__dict__.copy()
         state["_pipeline"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if not self._epoch.is_shared():  # a pickled copy: its own epoch, shared with its own workers
+            self._epoch.share_memory_()
 
     def __repr__(self) -> str:
         lines = [f"DiffIIAugmented(mode={self.mode!r}, classes={len(self.classes)}, metaclass={self.metaclass!r}",
@@ -290,3 +345,22 @@ class SyntheticDataset(Dataset):
         record["class_name"] = self.classes[record["label"]]
         record["path"] = str(self._parent.store.image_path(record["label"], record["file"]))
         return record
+
+
+class StoreRealImages(Dataset):
+    """The real images a store keeps (``classes/<c>/real/``), class by class, as ``(PIL image, label)``."""
+
+    def __init__(self, store: SyntheticStore) -> None:
+        self.classes = list(store.header.classes)
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        self.samples = [(str(path), label) for label in range(len(self.classes))
+                        for path in store.real_images(label)]
+        self.targets = [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        path, label = self.samples[index]
+        with Image.open(path) as image:
+            return image.convert("RGB"), label

@@ -3,21 +3,28 @@
 One place for what every consumer of a dataset (the wrapper, the samplers, the Hub
 export, the classifier) needs to know about it, whatever it is: a torchvision
 dataset, an ``ImageFolder``, a ``Subset`` chain, or a Hugging Face ``Dataset``.
+
+Base images are never all held at once: :func:`scan_dataset` fingerprints them one
+at a time and hands out :class:`ImagesByClass`, which reads a class's items again
+when asked (checking each is the image that was fingerprinted), so generation holds
+one class at a time.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from diffii_datasets import _checks
 from diffii_datasets._io import fingerprint
 
-__all__ = ["DatasetScan", "class_names", "dataset_sample_keys", "dataset_targets", "find_classes", "parse_item",
-           "scan_dataset"]
+__all__ = ["ChainedImages", "ClassImages", "DatasetScan", "ImagesByClass", "check_deterministic_source",
+           "check_same_item", "class_names", "dataset_sample_keys", "dataset_targets", "find_classes", "parse_item",
+           "read_item", "scan_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,31 +110,162 @@ def dataset_sample_keys(dataset: Any) -> list[str] | None:
     return None
 
 
+class ClassImages(Sequence[Any]):
+    """The images of one class of a base dataset, read on access as RGB PIL images; nothing is kept.
+
+    Each read is checked against the digest the scan took of that item, so a dataset
+    whose items change between reads is an error, never a silently different image.
+    """
+
+    def __init__(self, dataset: Any, indices: list[int], digests: list[str] | None, name: str) -> None:
+        self._dataset, self._indices, self._digests, self._name = dataset, indices, digests, name
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, position: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[Any]: ...
+
+    def __getitem__(self, position: int | slice) -> Any:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        index = self._indices[position]
+        image, _ = read_item(self._dataset, index, self._name)
+        if self._digests is not None:
+            check_same_item(image, self._digests[index], index, self._name)
+        return image
+
+
+class ImagesByClass(Sequence[ClassImages]):
+    """A base dataset's images grouped by class (``images_by_class[c][j]``), read lazily, one item at a time."""
+
+    def __init__(self, dataset: Any, targets: Sequence[int], num_classes: int, digests: list[str] | None,
+                 name: str) -> None:
+        indices: list[list[int]] = [[] for _ in range(num_classes)]
+        for index, label in enumerate(targets):
+            indices[label].append(index)
+        self._classes = [ClassImages(dataset, class_indices, digests, name) for class_indices in indices]
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+    def __getitem__(self, class_index: int) -> ClassImages:  # type: ignore[override]
+        return self._classes[class_index]
+
+
+class ChainedImages(Sequence[Any]):
+    """Every image of a per-class sequence, class after class, read on access (what captioning iterates)."""
+
+    def __init__(self, images_by_class: Sequence[Sequence[Any]]) -> None:
+        self._parts = images_by_class
+        self._offsets = [0]
+        for part in images_by_class:
+            self._offsets.append(self._offsets[-1] + len(part))
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def __getitem__(self, position: int) -> Any:  # type: ignore[override]
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError(f"image {position} out of range for {len(self)} images")
+        part = bisect.bisect_right(self._offsets, position) - 1
+        return self._parts[part][position - self._offsets[part]]
+
+
 @dataclass
 class DatasetScan:
-    """A base dataset read once: each item's label, the images grouped by class, and a content fingerprint."""
+    """A base dataset read once: each item's label, the images by class (read lazily), and a content fingerprint.
+
+    ``images_by_class[c][j]`` reads the ``j``-th item of class ``c`` from the dataset
+    again when asked (and checks it is the image that was fingerprinted), so holding a
+    scan costs no image memory.
+    """
 
     targets: list[int]
-    images_by_class: list[list[Any]]
+    images_by_class: ImagesByClass
     fingerprint: str
 
 
-def scan_dataset(dataset: Any, classes: list[str], *, name: str = "base_dataset") -> DatasetScan:
-    """Read every item of ``dataset`` (RGB PIL images) and fingerprint its pixels and labels."""
-    from diffii_datasets.hashing import image_digest
+def read_item(dataset: Any, index: int, name: str = "base_dataset") -> tuple[Any, int]:
+    """Item ``index`` of ``dataset`` as ``(RGB PIL image, label)``; errors name the item."""
     from diffii_datasets.images import to_pil_rgb
+
+    image, label = parse_item(dataset[index], index, name=name)
+    return to_pil_rgb(image, name=f"{name}[{index}] image"), label
+
+
+def check_same_item(image: Any, digest: str, index: int, name: str = "base_dataset") -> None:
+    """``image`` (item ``index`` read again) must be the image whose digest the scan took."""
+    from diffii_datasets.hashing import image_digest
+
+    if image_digest(image) != digest:
+        raise ValueError(f"{name}[{index}] changed between two reads: {name}'s items are not deterministic "
+                         "(a random transform on it?). Diff-II fingerprints and generates from the base images, "
+                         f"so they must read the same every time: move the transform from {name} onto the wrapper "
+                         "(DiffIIAugmented(..., transform=...))")
+
+
+def check_deterministic_source(dataset: Any, name: str = "base_dataset") -> None:
+    """Refuse a base dataset (or a dataset it wraps) with a ``transform``: its items could differ on every read."""
+    path = name
+    while dataset is not None:
+        transform = getattr(dataset, "transform", None)
+        if transform is not None:
+            raise ValueError(f"{path}.transform is set ({_checks.describe(transform)}): Diff-II fingerprints and "
+                             f"generates from the base images, so {name} must give the same image on every read. "
+                             "Move the transform onto the wrapper: DiffIIAugmented(..., transform=...), and build "
+                             f"{path} with transform=None")
+        parts = getattr(dataset, "datasets", None)  # torch's ConcatDataset
+        for number, part in enumerate(parts if isinstance(parts, (list, tuple)) else ()):
+            check_deterministic_source(part, f"{path}.datasets[{number}]")
+        dataset, path = getattr(dataset, "dataset", None), f"{path}.dataset"
+
+
+def scan_dataset(dataset: Any, classes: list[str], *, name: str = "base_dataset",
+                 cache_dir: str | os.PathLike | None = None) -> DatasetScan:
+    """Fingerprint every item of ``dataset`` (pixels and labels), one at a time, keeping no image.
+
+    With ``cache_dir``, a dataset that can list its files (a torchvision-style dataset
+    with ``samples``, ``_image_files``, ...; see :func:`~diffii_datasets.dataset_files.file_signature`)
+    is fingerprinted once: while its files' paths, sizes and modification times stay the
+    same, a later scan reads no image at all. A dataset with a ``transform`` is refused,
+    and so is one whose first item reads differently twice.
+    """
+    from diffii_datasets.dataset_files import file_signature, read_scan, write_scan
+    from diffii_datasets.hashing import image_digest
 
     if len(dataset) == 0:
         raise ValueError(f"{name} is empty: Diff-II needs at least one image")
-    images_by_class: list[list[Any]] = [[] for _ in classes]
-    targets, digests = [], []
-    for index in range(len(dataset)):
-        image, label = parse_item(dataset[index], index, name=name)
-        if not 0 <= label < len(classes):
-            raise ValueError(f"{name}[{index}] has label {label}, outside the {len(classes)} classes "
-                             f"(expected 0..{len(classes) - 1})")
-        image = to_pil_rgb(image, name=f"{name}[{index}] image")
-        images_by_class[label].append(image)
-        targets.append(label)
-        digests.append([image_digest(image), label])
-    return DatasetScan(targets, images_by_class, fingerprint({"classes": classes, "items": digests}))
+    check_deterministic_source(dataset, name)
+    signature = file_signature(dataset) if cache_dir is not None else None
+    items = read_scan(cache_dir, signature, len(dataset)) if signature is not None else None
+    if items is None:
+        items = []
+        for index in range(len(dataset)):
+            image, label = read_item(dataset, index, name)
+            items.append([image_digest(image), label])
+            if index == 0:  # a random transform shows on the first item read twice (and later on every read)
+                check_same_item(read_item(dataset, 0, name)[0], items[0][0], 0, name)
+            _check_label(label, index, classes, name)
+        if signature is not None:
+            write_scan(cache_dir, signature, items)
+    else:
+        for index, (_, label) in enumerate(items):
+            _check_label(label, index, classes, name)
+    targets = [label for _, label in items]
+    digests = [digest for digest, _ in items]
+    return DatasetScan(targets, ImagesByClass(dataset, targets, len(classes), digests, name),
+                       fingerprint({"classes": classes, "items": items}))
+
+
+def _check_label(label: int, index: int, classes: list[str], name: str) -> None:
+    if not 0 <= label < len(classes):
+        raise ValueError(f"{name}[{index}] has label {label}, outside the {len(classes)} classes "
+                         f"(expected 0..{len(classes) - 1})")

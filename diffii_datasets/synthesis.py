@@ -6,7 +6,13 @@ writes through the store; it implements no diffusion math itself.
 
 Resumable and safe to run from several processes at once: each class is done
 under its own lock and committed atomically, classes already committed (and
-intact) are skipped, and the shared stage (concepts, suffixes) runs under a lock.
+intact) are skipped, the suffixes are derived under the store's lock and the
+concepts under a lock of their key (shared by every store of the cache). Damage is
+repaired, with a warning: a damaged class is generated again, damaged suffixes
+derived again, damaged concepts learned again, a damaged manifest written again.
+The base images are read one class at a time (``job.images_by_class`` may be lazy,
+as :func:`~diffii_datasets.data.scan_dataset` makes it), so memory follows the
+largest class, not the dataset.
 Under ``torchrun`` the ranks of a :class:`~diffii_datasets.distributed.World`
 share the work instead: pending classes are sharded by expected images, concepts
 are learned data-parallel, and rank 0 writes the manifest once every rank is done.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -25,16 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from PIL import Image
 from tqdm.auto import tqdm
 
-from diffii_datasets._io import fingerprint
-from diffii_datasets.config import DiffIIConfig
+from diffii_datasets._io import FileFormatError, fingerprint, read_json, write_json
+from diffii_datasets.config import LEGACY_NAMES, DiffIIConfig
 from diffii_datasets.diffusion.concepts import ConceptSet, learn_concepts
+from diffii_datasets.diffusion.concepts.config import RECIPE_0_1, concept_recipe, recipe_differences
 from diffii_datasets.diffusion.generator import generate_class, invert_class, num_synthetic
 from diffii_datasets.diffusion.suffixes import suffix_provider
 from diffii_datasets.distributed import World, check_shared_filesystem, shard_classes
-from diffii_datasets.store import StoreHeader, StoreProblem, SyntheticStore
+from diffii_datasets.data import ChainedImages
+from diffii_datasets.store import StoreDamageError, StoreHeader, StoreProblem, SyntheticStore
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +90,39 @@ class SynthesisJob:
         )
 
     def create_store(self, cache_dir: str | os.PathLike) -> SyntheticStore:
-        """The store for this job under ``cache_dir`` (``<cache_dir>/<header key>``), opened for writing."""
+        """The store for this job under ``cache_dir`` (``<cache_dir>/<header key>``), opened for writing.
+
+        A new store is never filled from another one: when ``cache_dir`` holds stores
+        for the same data and model made with other knobs (another concept recipe, say),
+        the log names each and the knobs that differ.
+        """
         header = self.header()
-        return SyntheticStore.create(Path(cache_dir) / header.key(), header)
+        path = Path(cache_dir) / header.key()
+        if not (path / "store.json").is_file():
+            self._log_stores_made_otherwise(Path(cache_dir), header)
+        return SyntheticStore.create(path, header)
+
+    def _log_stores_made_otherwise(self, cache_dir: Path, header: StoreHeader) -> None:
+        mine = header.config.to_dict()
+        for other in sorted(cache_dir.glob("*/store.json")):
+            try:
+                theirs = read_json(other)
+            except FileFormatError:
+                continue
+            same_data = [theirs.get(key) for key in ("dataset", "model", "metaclass", "classes")] == [
+                header.dataset, header.model, header.metaclass, list(header.classes)]
+            if not same_data or not isinstance(theirs.get("config"), dict):
+                continue
+            config = {LEGACY_NAMES.get(key, key): value for key, value in theirs["config"].items()}
+            changed = [f"{knob}: {repr(config[knob]) if knob in config else '(unrecorded)'} -> {value!r}"
+                       for knob, value in mine.items() if config.get(knob, _ABSENT) != value]
+            if changed:
+                logger.info("not reusing the store %s: it was made from the same data and model with other knobs "
+                            "(%s)", other.parent, ", ".join(changed))
+
+    def concepts_origin(self) -> dict[str, Any]:
+        """What learned concepts were learned from, besides their recipe (saved beside them in the cache)."""
+        return {"dataset": self.dataset_fingerprint, "model": self.model, "metaclass": self.metaclass}
 
     def expected_counts(self) -> list[int]:
         return [num_synthetic(len(images), self.config.expansion_rate) for images in self.images_by_class]
@@ -157,13 +197,22 @@ def synthesize(
     the seed and its index, so the store is the same whatever the number of ranks.
     The report lists what *this* rank generated.
     """
-    world = world or World()
+    try:
+        return _synthesize(store, job, pipeline_factory, concepts_root, classes, progress, world or World())
+    except BaseException:
+        if store.remove_if_unused():  # a run that failed before any work leaves no empty store behind
+            logger.info("removed the unused store %s", store.path)
+        raise
+
+
+def _synthesize(store: SyntheticStore, job: SynthesisJob, pipeline_factory: Callable[[], Any], concepts_root: Path,
+                classes: Sequence[int] | None, progress: bool, world: World) -> SynthesisReport:
     all_classes = list(range(len(job.class_names)))
     classes = all_classes if classes is None else list(classes)
     report = SynthesisReport()
     if world.size > 1:
         check_shared_filesystem(world, store.work_dir / "ranks")
-    todo, report.repaired = _pending(store, classes, world)
+    todo, repaired = _pending(store, classes, world)
     report.skipped = [c for c in classes if c not in todo]
     for class_index in report.skipped:
         logger.info("class %d (%s) is already in the store %s, skipped", class_index, job.class_names[class_index],
@@ -175,7 +224,7 @@ def synthesize(
             logger.info("rank %d of %d: %d of %d pending classes (%d images)", world.rank, world.size, len(mine),
                         len(todo), sum(counts[c] for c in mine))
         pipeline = functools.cache(pipeline_factory)
-        concepts = _concepts(store, job, pipeline, concepts_root, progress, world)
+        concepts = _concept_stage(store, job, pipeline, Path(concepts_root), progress, world)
         if mine:
             pipe = pipeline()
             suffixes = _suffixes(store, job)
@@ -184,13 +233,41 @@ def synthesize(
                 _generate(store, job, pipe, concepts, suffixes, mine, report, progress, world)
             finally:
                 concepts.remove(pipe)
+    else:
+        _repair_shared_stage(store, job, pipeline_factory, Path(concepts_root), progress, world)
     world.barrier()  # every rank has committed its classes (or found them done)
     complete = False
     if world.is_main and all(store.is_committed(c) for c in all_classes):
         store.finalize(all_classes, versions=_versions())
         complete = True
     report.complete = world.broadcast(complete)
+    report.repaired = repaired + store.repairs
     return report
+
+
+def _repair_shared_stage(store: SyntheticStore, job: SynthesisJob, pipeline_factory: Callable[[], Any],
+                         concepts_root: Path, progress: bool, world: World) -> None:
+    """With nothing to generate: derive damaged suffixes again, learn damaged cached concepts again.
+
+    Both only steer the generation of classes still to come, but a store is kept whole:
+    the next class to be generated (or regenerated) must not use damaged ones.
+    """
+    directory = concepts_root / job.concepts_key()
+    damaged = False
+    if world.is_main:
+        if store.shared_problems():
+            _suffixes(store, job)
+        damaged = job.concepts is None and directory.exists() and not _loads(directory)
+    if world.broadcast(damaged):
+        _concept_stage(store, job, functools.cache(pipeline_factory), concepts_root, progress, world)
+
+
+def _loads(directory: Path) -> bool:
+    try:
+        ConceptSet.load(directory)
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def _pending(store: SyntheticStore, classes: list[int], world: World) -> tuple[list[int], list[StoreProblem]]:
@@ -201,6 +278,36 @@ def _pending(store: SyntheticStore, classes: list[int], world: World) -> tuple[l
     gathered = world.all_gather((todo, problems))
     pending = {c for rank_todo, _ in gathered for c in rank_todo}
     return [c for c in classes if c in pending], [p for _, rank_problems in gathered for p in rank_problems]
+
+
+def _concept_stage(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], Any], concepts_root: Path,
+                   progress: bool, world: World) -> ConceptSet:
+    """:func:`_concepts` under a lock of the concept key, after checking the cached set.
+
+    The lock (``<cache>/locks/concepts-<key>.lock``) is per key, not per store, so stores
+    of different generation knobs sharing one cache learn their common concepts once. A
+    cached set that does not load intact (a damaged file, an edited ``concepts.json``) is
+    moved aside, with a warning, and learned again.
+    """
+    if job.concepts is not None:
+        return job.concepts
+    directory = concepts_root / job.concepts_key()
+    lock = nullcontext()
+    if world.is_main:  # beside concepts_root (<cache>/locks/), so a glob over it sees concept sets only
+        locks = concepts_root.parent / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(locks / f"concepts-{job.concepts_key()}.lock"))
+    with lock:
+        if world.is_main and directory.exists():
+            try:
+                ConceptSet.load(directory)
+            except (ValueError, OSError) as error:
+                store.repaired(StoreProblem(None, str(directory), f"not a usable concept set ({error})"),
+                               "the concepts will be learned again")
+                trash = directory.with_name(f".trash-{directory.name}-{os.getpid()}")
+                os.rename(directory, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        return _concepts(store, job, pipeline, concepts_root, progress, world)
 
 
 def _concepts(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], Any], concepts_root: Path,
@@ -215,13 +322,44 @@ def _concepts(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], A
         if cached:
             logger.info("reusing learned concepts from %s", directory)
         else:
+            if world.is_main:
+                _log_concepts_learned_otherwise(Path(concepts_root), job)
             concepts = _learn(store, job, pipeline(), progress, world)
             if world.is_main:
                 concepts.save(directory)
+                write_json(directory / _CONCEPTS_ORIGIN, job.concepts_origin())
             if world.size == 1:
                 return concepts
     world.barrier()  # rank 0 has saved them: every rank uses the same saved set
     return ConceptSet.load(directory)
+
+
+_CONCEPTS_ORIGIN = "learned-from.json"
+"""Beside each cached concept set: :meth:`SynthesisJob.concepts_origin` (its ``concepts.json`` holds the recipe)."""
+_ABSENT = object()
+
+
+def _log_concepts_learned_otherwise(concepts_root: Path, job: SynthesisJob) -> None:
+    """Say why cached concepts for this data and model (or, unrecorded, these classes) are not reused."""
+    recipe = concept_recipe(job.config.concepts, job.config.seed)
+    for manifest_path in sorted(concepts_root.glob("*/concepts.json")):
+        try:
+            manifest = read_json(manifest_path)
+            origin = read_json(manifest_path.parent / _CONCEPTS_ORIGIN, missing_ok=True)
+        except FileFormatError:
+            continue
+        if origin is not None:
+            if origin != job.concepts_origin():
+                continue
+            changed = recipe_differences(manifest.get("recipe"), recipe)
+            if not changed:
+                continue
+            logger.info("not reusing the concepts in %s: they were learned from the same data and model with "
+                        "another recipe (%s)", manifest_path.parent, ", ".join(changed))
+        elif manifest.get("class_names") == list(job.class_names) and manifest.get("metaclass") == job.metaclass:
+            logger.info("not reusing the concepts in %s: they are for the same classes but record no recipe "
+                        "(learned before recipes were recorded, by diffii-datasets 0.1's recipe: %s)",
+                        manifest_path.parent, ", ".join(f"concept_{k}={v!r}" for k, v in RECIPE_0_1.items()))
 
 
 def _learn(store: SyntheticStore, job: SynthesisJob, pipe: Any, progress: bool, world: World) -> ConceptSet:
@@ -237,14 +375,18 @@ def _learn(store: SyntheticStore, job: SynthesisJob, pipe: Any, progress: bool, 
 
 
 def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
+    """The store's suffixes: saved (under a checksum) by the first process, derived again when damaged."""
     with store.lock("shared"):
-        cached = store.read_shared_json("suffixes.json")
+        try:
+            cached = store.read_suffixes()
+        except StoreDamageError as error:
+            store.repaired(error.store_problem, "the suffixes will be derived again")
+            cached = None
         if cached is not None:
             return cached
         provider = suffix_provider(job.config.suffixes)
-        images = [image for images in job.images_by_class for image in images]
-        suffixes = provider.suffixes(images, job.metaclass, cache_dir=store.shared_dir)
-        store.write_shared_json("suffixes.json", suffixes)
+        suffixes = provider.suffixes(ChainedImages(job.images_by_class), job.metaclass, cache_dir=store.shared_dir)
+        store.write_suffixes(suffixes)
         return suffixes
 
 
@@ -270,7 +412,7 @@ def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: Con
             store.discard(class_index)
             bar.set_description_str(f"{prefix}{name[:30]}")
             tokens = concepts.class_tokens(class_index)
-            images = job.images_by_class[class_index]
+            images = list(job.images_by_class[class_index])  # one class in memory at a time
             with store.writing(class_index) as writer:
                 for index, image in enumerate(images):
                     writer.add_real(index, image)
@@ -293,9 +435,10 @@ def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: Con
 
 
 def _reusable_inversions(store: SyntheticStore, class_index: int) -> torch.Tensor | None:
-    """The committed inversion pool of a class being regenerated, if its file is intact."""
+    """The committed inversion pool of a class being regenerated, if it and its record are intact."""
     if not store.is_committed(class_index):
         return None
-    if any(p.file == "inversions.safetensors" for p in store.verify([class_index])):
+    try:
+        return store.read_inversions(class_index)
+    except StoreDamageError:
         return None
-    return store.read_inversions(class_index)

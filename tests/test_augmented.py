@@ -17,7 +17,6 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from diffii_datasets import DiffIIConfig
 from diffii_datasets.hashing import image_digest
-from diffii_datasets.store import StoreMismatchError
 from diffii_datasets.testing import tiny_pipeline
 from tests.helpers import ROOT
 from tests.helpers.augment import FAST_CONFIG, make_dataset, make_wrapper
@@ -158,6 +157,23 @@ def test_dataloader_with_workers_matches_single_process(prepared):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_set_epoch_reaches_persistent_dataloader_workers(prepared, context):
+    ds = pickle.loads(pickle.dumps(prepared))
+    ds.transform = pil_to_tensor
+    loader = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True, multiprocessing_context=context)
+    draws = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        images = torch.cat([x for x, _ in loader])  # the same two worker processes every epoch
+        assert torch.equal(images, torch.cat([x for x, _ in DataLoader(ds, batch_size=2, num_workers=0)]))
+        draws.append(images)
+    assert not (torch.equal(draws[0], draws[1]) and torch.equal(draws[1], draws[2]))
+    copy = pickle.loads(pickle.dumps(ds))
+    copy.set_epoch(7)
+    assert ds.epoch == 2 and copy.epoch == 7  # a copy has an epoch of its own
+
+
 def test_pickles_without_pipeline(prepared, pipe):
     ds = make_wrapper(prepared.original, prepared.cache_dir, pipeline=pipe)
     data = pickle.dumps(ds)  # pickling prepares: workers never generate
@@ -212,15 +228,20 @@ def test_bad_arguments_are_clear_errors(tmp_path, pipe):
         make_wrapper(base, tmp_path / "file", pipeline=pipe).prepare()
 
 
-def test_config_mismatch_in_a_store_is_explained(prepared, pipe):
+def test_an_edited_header_in_the_cache_is_explained_and_repaired(prepared, pipe):
+    # The store's directory is named after its header, so another config in it is damage, not another setup:
+    # the differing fields are named and the header written again (another setup at a path of the user's
+    # choosing is a StoreMismatchError: tests/test_store.py).
     header_path = prepared.store.path / "store.json"
     original = header_path.read_text()
     header = json.loads(original)
     header["config"]["guidance_scale"] = 3.0
     header_path.write_text(json.dumps(header))
     try:
-        with pytest.raises(StoreMismatchError, match=r"config\.guidance_scale: store has 3\.0, requested 7\.5"):
-            make_wrapper(make_dataset(), prepared.cache_dir, pipeline=pipe).prepare()
+        with pytest.warns(RuntimeWarning, match=r"config\.guidance_scale: store has 3\.0, requested 7\.5"):
+            again = make_wrapper(make_dataset(), prepared.cache_dir, pipeline=pipe).prepare()
+        assert header_path.read_text() == original
+        assert [p.file for p in again.report.repaired] == ["store.json"] and again.report.generated == []
     finally:
         header_path.write_text(original)
 

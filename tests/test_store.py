@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -161,3 +162,92 @@ def test_verify_manifest_finds_a_stale_commit_record(tmp_path):
     record = store.class_dir(1) / "class.json"
     record.write_text(record.read_text().replace('"count": 3', '"count": 2'))
     assert store.verify_manifest() == ["class 1: its commit record does not match the manifest"]
+
+
+def test_a_full_disk_while_committing_leaves_no_temporary(tmp_path, monkeypatch):
+    import errno
+
+    import diffii_datasets.store_writer as store_module
+
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+
+    def full_disk(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store_module, "fsync_dir", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _fill(store, 0)
+    assert list(store.classes_dir.iterdir()) == [] and not store.is_committed(0)
+
+
+def test_discarding_a_class_that_became_a_file_leaves_no_trash(tmp_path):
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    store.class_dir(1).write_text("a file where a class directory should be")
+    store.discard(1)
+    assert list(store.classes_dir.iterdir()) == []
+
+
+def test_sweep_removes_only_what_ended_processes_left_and_no_locked_class(tmp_path):
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    ended, alive = child.pid, os.getpid()
+    paths = {name: store.path / name for name in (
+        f".manifest.json.tmp-{ended}", f".manifest.json.tmp-{alive}", f"shared/.suffixes.json.tmp-{ended}",
+        f"classes/.tmp-00000-{ended}", f"classes/.tmp-00001-{ended}", f"classes/.trash-00001-{alive}")}
+    for path in paths.values():
+        path.mkdir(parents=True) if "classes/" in str(path) else path.write_text("x")
+    with FileLock(str(store.locks_dir / "class-00001.lock")):  # class 1 is being written, from another machine
+        swept = store.sweep()
+    assert sorted(p.relative_to(store.path).as_posix() for p in swept) == [
+        f".manifest.json.tmp-{ended}", f"classes/.tmp-00000-{ended}", f"shared/.suffixes.json.tmp-{ended}"]
+    assert [name for name, path in paths.items() if path.exists()] == [
+        f".manifest.json.tmp-{alive}", f"classes/.tmp-00001-{ended}", f"classes/.trash-00001-{alive}"]
+
+
+def test_reads_check_what_they_read_and_name_the_file(tmp_path):
+    from diffii_datasets.store import StoreDamageError
+
+    store = SyntheticStore.create(tmp_path / "s", HEADER)
+    _fill(store, 0)
+    _fill(store, 1)
+    metadata = store.class_dir(0) / "metadata.jsonl"
+    metadata.write_bytes(metadata.read_bytes().replace(b'"lam": 0.5', b'"lam": 0.4'))
+    with pytest.raises(StoreDamageError, match="metadata.jsonl: checksum mismatch") as caught:
+        store.records(0)
+    assert caught.value.store_problem.class_index == 0 and caught.value.path == metadata
+    inversions = store.class_dir(1) / "inversions.safetensors"
+    inversions.write_bytes(inversions.read_bytes()[:-4])
+    with pytest.raises(StoreDamageError, match="inversions.safetensors: checksum mismatch"):
+        store.read_inversions(1)
+    assert [str(p) for p in store.verify([0, 1])] == [
+        "class 0: metadata.jsonl is checksum mismatch", "class 1: inversions.safetensors is checksum mismatch"]
+
+
+def test_the_canonical_form_is_checked_when_asked(tmp_path):
+    from diffii_datasets._io import read_json, write_json
+
+    write_json(tmp_path / "a.json", {"b": 1, "a": [1, 2]})
+    assert read_json(tmp_path / "a.json", canonical=True) == {"a": [1, 2], "b": 1}
+    (tmp_path / "a.json").write_text('{"b": 1, "a": [1, 2]}')
+    assert read_json(tmp_path / "a.json") == {"a": [1, 2], "b": 1}
+    with pytest.raises(FileFormatError, match="not in the form diffii-datasets writes"):
+        read_json(tmp_path / "a.json", canonical=True)
+    (tmp_path / "n.json").write_text("null")
+    with pytest.raises(FileFormatError, match="must hold a JSON object, found NoneType"):
+        read_json(tmp_path / "n.json", missing_ok=True)
+
+
+def test_a_custom_store_with_a_damaged_header_is_refused_naming_it(tmp_path):
+    from diffii_datasets.store import StoreDamageError
+
+    SyntheticStore.create(tmp_path / "s", HEADER)
+    (tmp_path / "s" / "store.json").write_text("{garbage")
+    # Not named after its header: the directory cannot say which setup it was for, so it is not rewritten.
+    with pytest.raises(StoreDamageError, match="store.json: damaged \\(not valid JSON"):
+        SyntheticStore.create(tmp_path / "s", HEADER)

@@ -21,7 +21,11 @@ EPILOG_INFO = """examples:
 EPILOG_VERIFY = """examples:
   diffii-datasets verify stores/3f9c2a... && echo intact
 
-Exit status: 0 when the store is complete and every checksum matches, 1 otherwise.
+Prints one line per problem (a damaged, missing or stray file, a file left by a
+process that is gone, damaged learned concepts), then a summary. Exit status: 0 when
+the store is complete and every file is intact, 1 otherwise. The next generate (or
+prepare()) with the same inputs repairs what it reports: damaged classes are
+generated again, damaged suffixes and concepts derived and learned again.
 """
 
 EPILOG_PREVIEW = """examples:
@@ -54,19 +58,37 @@ def add_commands(add_command: AddCommand) -> None:
 
 
 def _class_rows(store: SyntheticStore) -> list[dict[str, Any]]:
+    from diffii_datasets.store import StoreDamageError
+
     header = store.header
     rows = []
     for index, name in enumerate(header.classes):
-        committed = store.is_committed(index)
+        committed, damaged, count = store.is_committed(index), False, 0
+        if committed:
+            try:
+                count = store.class_record(index)["count"]
+            except StoreDamageError:
+                committed, damaged = False, True
         rows.append({
             "index": index,
             "name": name,
             "real": header.real_counts[index],
             "expected": header.expected_counts[index],
-            "synthetic": store.class_record(index)["count"] if committed else 0,
+            "synthetic": count,
             "committed": committed,
+            "damaged": damaged,
         })
     return rows
+
+
+def _has_manifest(store: SyntheticStore) -> bool:
+    """A manifest that agrees with the store (a damaged one counts as none: verify names it)."""
+    from diffii_datasets.store import StoreDamageError
+
+    try:
+        return store.manifest() is not None
+    except StoreDamageError:
+        return False
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -74,7 +96,7 @@ def run_info(args: argparse.Namespace) -> int:
     header = store.header
     rows = _class_rows(store)
     committed = sum(row["committed"] for row in rows)
-    complete = store.manifest() is not None and committed == len(rows)
+    complete = committed == len(rows) and _has_manifest(store)
     size = store.size_on_disk()
     if args.json:
         print(json.dumps({"path": str(store.path), "complete": complete, "size_bytes": size,
@@ -93,7 +115,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{'class':>5}  {'name':<{width}}  {'real':>5}  {'synthetic':>9}  {'expected':>8}  status")
     for r in rows:
         print(f"{r['index']:>5}  {r['name']:<{width}}  {r['real']:>5}  {r['synthetic']:>9}  {r['expected']:>8}  "
-              f"{'committed' if r['committed'] else 'missing'}")
+              f"{'committed' if r['committed'] else 'damaged' if r['damaged'] else 'missing'}")
     return 0
 
 
@@ -107,21 +129,27 @@ def _human_size(size: int) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    from diffii_datasets.store import StoreDamageError
+
+    try:
+        store = open_store(args.store)
+    except StoreDamageError as error:  # the header itself: nothing else can be checked without it
+        print(f"PROBLEM {error.store_problem}")
+        print(f"{args.store}: NOT OK (1 problems; run generate again to repair the header)")
+        return 1
     names = store.header.classes
-    classes = list(range(len(names)))
     problems = [f"class {p.class_index} ({names[p.class_index]}): {p.file} is {p.reason}"
-                for p in store.verify(classes)]
-    problems += store.verify_manifest()
+                if p.class_index is not None else str(p) for p in store.problems()]
+    classes = list(range(len(names)))
     missing = [c for c in classes if not store.is_committed(c)]
     for line in problems:
         print(f"PROBLEM {line}")
-    manifest = store.manifest()
+    manifest = (store.path / "manifest.json").exists()
     if missing:
         print(f"INCOMPLETE classes not generated yet: {missing} (run generate again to finish them)")
-    elif manifest is None:
+    elif not manifest:
         print("INCOMPLETE every class is committed but the manifest is missing (run generate again to write it)")
-    if problems or missing or manifest is None:
+    if problems or missing or not manifest:
         print(f"{store.path}: NOT OK ({len(problems)} problems, {len(missing)} classes missing)")
         return 1
     images = sum(store.class_record(c)["count"] for c in classes)

@@ -20,7 +20,7 @@ import safetensors.torch
 import torch
 
 from diffii_datasets import _checks
-from diffii_datasets._io import FileFormatError, atomic_write, fingerprint, read_json, sha256_file
+from diffii_datasets._io import FileFormatError, file_mode, fingerprint, json_bytes, read_json, sha256_file, write_json
 from diffii_datasets.diffusion.concepts.apply import apply_concepts, remove_concepts
 from diffii_datasets.diffusion.concepts.lora import check_lora_state_dict
 from diffii_datasets.diffusion.prompts import build_prompt
@@ -78,6 +78,11 @@ class ConceptSet:
     ``down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight``; the
     LoRA scale is 1 (``lora_alpha == rank``), like the released attention processors.
     Treat both as read-only: :meth:`identity` hashes them.
+
+    ``recipe`` records how the set was learned (``{"config": ConceptConfig knobs,
+    "seed": ...}``, see :func:`~diffii_datasets.diffusion.concepts.config.concept_recipe`);
+    ``None`` when unknown (imported or built by hand, or saved before recipes were
+    recorded). It is metadata: :meth:`identity` covers the weights only.
     """
 
     def __init__(
@@ -86,6 +91,8 @@ class ConceptSet:
         metaclass: str,
         embeddings: torch.Tensor,
         lora_state_dict: Mapping[str, torch.Tensor],
+        *,
+        recipe: Mapping[str, Any] | None = None,
     ) -> None:
         self.class_names = check_class_names(class_names)
         self.metaclass = check_metaclass(metaclass).strip()
@@ -101,6 +108,9 @@ class ConceptSet:
             raise ValueError("embeddings contain NaN or infinite values")
         self.embeddings = embeddings.detach().to("cpu", torch.float32).contiguous().clone()
         self.lora_state_dict = check_lora_state_dict(lora_state_dict, "lora_state_dict")
+        if recipe is not None and not isinstance(recipe, Mapping):
+            _checks.fail(TypeError, "recipe", "a mapping or None", recipe)
+        self.recipe = dict(recipe) if recipe is not None else None
 
     # -- names --------------------------------------------------------------------------------------------------------
     @property
@@ -174,7 +184,7 @@ class ConceptSet:
           (keys converted with ``convert_state_dict_to_diffusers``), loads with ``pipe.load_lora_weights(directory)``.
         - ``learned_embeds/class_{i}.safetensors``: one textual-inversion file per class,
           ``{"<class_i>": tensor[tokens_per_class, dim]}``, loads with ``pipe.load_textual_inversion``.
-        - ``concepts.json``: class names, tokens, metaclass and the files' SHA-256.
+        - ``concepts.json``: class names, tokens, metaclass, the recipe and the files' SHA-256.
         """
         from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
@@ -194,6 +204,8 @@ class ConceptSet:
             directory, unet_lora_layers=convert_state_dict_to_diffusers(dict(self.lora_state_dict)),
             weight_name=LORA_FILE,
         )
+        for name in embed_files + [LORA_FILE]:  # safetensors writes 0600: give them the mode of every other file
+            os.chmod(directory / name, file_mode())
         manifest = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -207,9 +219,9 @@ class ConceptSet:
             "lora_file": LORA_FILE,
             "sha256": {name: sha256_file(directory / name) for name in embed_files + [LORA_FILE]},
             "identity": self.identity(),
+            "recipe": self.recipe,
         }
-        # json.dumps rather than _io.json_bytes: saved manifests keep the bytes of earlier versions
-        atomic_write(directory / CONCEPTS_FILE, json.dumps(manifest, indent=2).encode("utf-8"))
+        write_json(directory / CONCEPTS_FILE, manifest)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> ConceptSet:
@@ -221,7 +233,7 @@ class ConceptSet:
         if not manifest_path.is_file():
             raise ValueError(f"{directory} holds no saved concept set: {CONCEPTS_FILE} is missing "
                              "(the save was interrupted, or this is not a concept directory)")
-        names, metaclass, embed_files, lora_file, digests = _read_manifest(manifest_path)
+        names, metaclass, embed_files, lora_file, digests, recipe = _read_manifest(manifest_path)
         for name in embed_files + [lora_file]:
             path = directory / name
             if not path.is_file():
@@ -241,11 +253,14 @@ class ConceptSet:
         if not all(key.startswith("unet.") for key in lora):
             raise ValueError(f"{directory / lora_file} must hold only UNet LoRA keys ('unet.' prefix)")
         lora = convert_unet_state_dict_to_peft({key.removeprefix("unet."): value for key, value in lora.items()})
-        return cls(names, metaclass, torch.stack(vectors), lora)
+        concepts = cls(names, metaclass, torch.stack(vectors), lora, recipe=recipe)
+        _check_manifest_matches(manifest_path, concepts)
+        return concepts
 
 
-def _read_manifest(path: Path) -> tuple[Any, Any, list[str], str, dict[str, str]]:
-    """``(class names, metaclass, embedding files, LoRA file, SHA-256 by file)``; ``FileFormatError`` if invalid."""
+def _read_manifest(path: Path) -> tuple[Any, Any, list[str], str, dict[str, str], dict[str, Any] | None]:
+    """``(class names, metaclass, embedding files, LoRA file, SHA-256 by file, recipe)``; ``FileFormatError`` if
+    invalid. A manifest saved before recipes were recorded has none (``None``)."""
     invalid = f"is not a valid {_FORMAT} v{_VERSION} manifest"
     try:
         manifest = read_json(path)
@@ -260,6 +275,37 @@ def _read_manifest(path: Path) -> tuple[Any, Any, list[str], str, dict[str, str]
             raise ValueError("embedding_files, lora_file or sha256 has the wrong type")
         if len(embed_files) != len(names):
             raise ValueError(f"{len(embed_files)} embedding files for {len(names)} classes")
+        recipe = manifest.get("recipe")
+        if recipe is not None and not isinstance(recipe, dict):
+            raise ValueError("recipe must be an object or null")
     except (ValueError, KeyError, TypeError) as error:
         raise FileFormatError(path, f"{invalid}: {error}") from error
-    return names, metaclass, embed_files, lora_file, digests
+    return names, metaclass, embed_files, lora_file, digests, recipe
+
+
+def _check_manifest_matches(path: Path, concepts: ConceptSet) -> None:
+    """``concepts.json`` must describe the set loaded from the files it names, in the form :meth:`save` writes.
+
+    Its ``identity`` covers the names, the metaclass and every tensor, so an edited or
+    damaged field is refused, not used (``recipe`` is metadata: it is only reported).
+    """
+    data = path.read_bytes()
+    manifest = json.loads(data)
+    if data not in (json_bytes(manifest), json.dumps(manifest, indent=2).encode("utf-8")):  # now, and before 0.2
+        raise FileFormatError(path, "is not in the form ConceptSet.save writes (edited or damaged)")
+    count = len(concepts.class_names)
+    expected = {
+        "identity": concepts.identity(),
+        "tokens_per_class": concepts.tokens_per_class,
+        "embedding_dim": concepts.embedding_dim,
+        "lora_rank": concepts.lora_rank,
+        "class_tokens": [class_token(i) for i in range(count)],
+        "embedding_files": [f"{EMBEDS_DIR}/class_{i}.safetensors" for i in range(count)],
+        "lora_file": LORA_FILE,
+    }
+    wrong = [key for key, value in expected.items() if manifest.get(key) != value]
+    if sorted(manifest["sha256"]) != sorted(expected["embedding_files"] + [LORA_FILE]):
+        wrong.append("sha256")
+    if wrong:
+        raise FileFormatError(path, f"does not describe the concept set in its files (edited or damaged: "
+                                    f"{', '.join(wrong)})")
