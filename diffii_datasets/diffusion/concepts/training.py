@@ -134,8 +134,8 @@ def learn_concepts(
         return _concept_set_from_tensors(checkpoint.tensors, names, metaclass, n_vectors, recipe)
 
     progress = progress and world.is_main
-    flat = [(c, j, image) for c, class_images in enumerate(images) for j, image in enumerate(class_images)]
-    inputs = TrainingInputs([c for c, _, _ in flat], config, resolution)
+    where = [(c, j) for c, class_images in enumerate(images) for j in range(len(class_images))]
+    inputs = TrainingInputs([c for c, _ in where], config, resolution)
     with _borrowed_pipeline(pipe) as (text_encoder, unet):
         trainer = Trainer(pipe, text_encoder, unet, names, metaclass, token_lists, init_ids, config, seed, inputs,
                           world)
@@ -144,7 +144,7 @@ def learn_concepts(
             trainer.load_state(checkpoint)
             start = checkpoint.step
             logger.info("resuming concept learning from step %d (%s)", start, work_dir)
-        inputs.encode([image for _, _, image in flat], [f"images_by_class[{c}][{j}]" for c, j, _ in flat],
+        inputs.encode(_ImagesInOrder(images, where), [f"images_by_class[{c}][{j}]" for c, j in where],
                       pipe.vae, trainer.device, factor, progress)
         bar = tqdm(range(start + 1, config.train_steps + 1), initial=start, total=config.train_steps,
                    desc="Learning concepts", disable=not progress)
@@ -183,16 +183,34 @@ def _check_same_start(world: World, step: int, work_dir: Any) -> None:
                            f"{max(steps)}) in work_dir={work_dir}: it must be one directory all ranks see")
 
 
-def _check_images(images_by_class: Any, names: list[str]) -> list[list[Any]]:
+def _check_images(images_by_class: Any, names: list[str]) -> list[Sequence[Any]]:
+    """The per-class sequences as given: a base dataset that streams its images is read one image at a time."""
     if isinstance(images_by_class, (str, bytes)) or not isinstance(images_by_class, Sequence):
         _checks.fail(TypeError, "images_by_class", "a sequence (one sequence of images per class)", images_by_class)
     if len(images_by_class) != len(names):
         raise ValueError(f"images_by_class has {len(images_by_class)} classes but class_names has {len(names)}")
-    images = [list(class_images) for class_images in images_by_class]
-    empty = [names[i] for i, class_images in enumerate(images) if not class_images]
+    images = list(images_by_class)
+    for c, class_images in enumerate(images):
+        if isinstance(class_images, (str, bytes)) or not hasattr(class_images, "__len__"):
+            _checks.fail(TypeError, f"images_by_class[{c}]", "a sequence of images", class_images)
+    empty = [names[i] for i, class_images in enumerate(images) if len(class_images) == 0]
     if empty:
         raise ValueError(f"these classes have no images to learn from: {empty}")
     return images
+
+
+class _ImagesInOrder(Sequence):
+    """Every class's images as one sequence, each read when it is needed (not all held at once)."""
+
+    def __init__(self, images_by_class: list[Sequence[Any]], where: list[tuple[int, int]]) -> None:
+        self._images_by_class, self._where = images_by_class, where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __getitem__(self, index: int) -> Any:
+        c, j = self._where[index]
+        return self._images_by_class[c][j]
 
 
 def _pipeline_probe(pipe: Any) -> dict[str, Any]:
