@@ -36,10 +36,11 @@ VALIDATION_SPLIT_SEED = 0
 
 
 def load_test_split(setting: str, root: str | Path | None, *, validation_fraction: float = 0.0,
-                    download: bool = False) -> tuple[Any, Any]:
+                    download: bool = False, subset: str = "drawn") -> tuple[Any, Any]:
     """``(test set, validation set or None)`` of ``setting``, read from ``root`` (Waterbirds for ``"waterbirds"``).
 
     ``"sample"`` needs no root: its test set is drawn like the bundled sample, with another seed.
+    ``subset="released"``: the authors' released test list (``load_setting(..., subset="released")``).
 
     With ``validation_fraction``, that fraction of every test class (drawn with
     :data:`VALIDATION_SPLIT_SEED`) becomes the validation set and the rest the test set:
@@ -56,6 +57,10 @@ def load_test_split(setting: str, root: str | Path | None, *, validation_fractio
         from diffii_datasets.classify.waterbirds import Waterbirds
 
         test = Waterbirds(root, "test")
+    elif subset == "released":
+        from diffii_datasets.datasets.loading import load_setting
+
+        test = load_setting(setting, root, subset=subset, download=download).test
     else:
         test = get_setting(setting).load(root, 0, download=download).test
     if not validation_fraction:
@@ -90,7 +95,8 @@ class _SampleTest(Dataset):
         return image, self._label[label]
 
 
-def _real_subset(setting: str, root: str | Path | None, subset_seed: int, profile: str, download: bool) -> Any:
+def _real_subset(setting: str, root: str | Path | None, subset_seed: int, profile: str, download: bool,
+                 subset: str) -> Any:
     from diffii_datasets.datasets.settings import get_setting
 
     if setting == SAMPLE_SETTING:
@@ -99,8 +105,12 @@ def _real_subset(setting: str, root: str | Path | None, subset_seed: int, profil
         return ImageFolder(str(SAMPLE_DIR))
     if root is None:
         raise ValueError(f"root must be the folder holding {setting}'s dataset, got None")
-    return get_setting("cub-5shot" if setting == OOD_SETTING else setting).load(
-        root, subset_seed, profile=profile, download=download).train
+    name = "cub-5shot" if setting == OOD_SETTING else setting
+    if subset == "released":
+        from diffii_datasets.datasets.loading import load_setting
+
+        return load_setting(name, root, subset=subset, download=download).train
+    return get_setting(name).load(root, subset_seed, profile=profile, download=download).train
 
 
 def train_setting(
@@ -119,6 +129,7 @@ def train_setting(
     workers: int = 4,
     progress: bool = True,
     download: bool = False,
+    subset: str = "drawn",
 ) -> dict[str, Any]:
     """Train one run per seed of ``setting`` and return (and write, on rank 0) the report over them.
 
@@ -127,9 +138,12 @@ def train_setting(
     ``subset_seed`` (``recipe.synthetic_probability`` must then be 0: the baseline).
     A run already complete in ``output_dir`` is read back, a killed one resumed.
     ``download`` fetches missing datasets; missing pretrained weights are always downloaded.
+    ``subset="released"`` tests on the authors' released test list and, without a store, trains on
+    their released training subset (:func:`~diffii_datasets.datasets.load_setting`).
     """
     from diffii_datasets.classify.data import joint_training_set
     from diffii_datasets.classify.trainer import train
+    from diffii_datasets.datasets.loading import SUBSETS
 
     world = world or World()
     seeds = [_checks.check_seed(seed, "seeds") for seed in seeds]
@@ -138,8 +152,12 @@ def train_setting(
     if store is None and recipe.synthetic_probability > 0:
         raise ValueError("training without a store is the baseline: it needs synthetic_probability 0, got "
                          f"{recipe.synthetic_probability} (pass a store for the joint training)")
-    test, validation = load_test_split(setting, root, validation_fraction=validation_fraction, download=download)
-    real = None if store is not None else _real_subset(setting, root, subset_seed, profile, download)
+    _checks.check_choice(subset, "subset", SUBSETS)
+    if subset == "released" and setting == SAMPLE_SETTING:
+        raise ValueError(f"the {SAMPLE_SETTING} setting has no released subset: subset must be 'drawn'")
+    test, validation = load_test_split(setting, root, validation_fraction=validation_fraction, download=download,
+                                       subset=subset)
+    real = None if store is not None else _real_subset(setting, root, subset_seed, profile, download, subset)
     if store is not None and list(store.header.classes) != list(test.classes):
         raise ValueError(f"the store at {store.path} was made for {store.header.num_classes} classes "
                          f"({', '.join(store.header.classes[:3])}, ...), not {setting}'s test classes "
@@ -159,11 +177,12 @@ def train_setting(
 
 
 def evaluate_setting(setting: str, *, root: str | Path | None, output_dir: str | Path, world: World | None = None,
-                     workers: int = 4, download: bool = False) -> dict[str, Any]:
+                     workers: int = 4, download: bool = False, subset: str = "drawn") -> dict[str, Any]:
     """Score the final weights of every run in ``output_dir`` on ``setting``'s test split; the report of that.
 
     ``setting`` may differ from the one trained (``waterbirds`` after ``cub-5shot``);
     the report holds the ``final_test`` figure only (one evaluation per run).
+    ``subset="released"``: the authors' released test list.
     """
     from safetensors.torch import load_file
 
@@ -178,7 +197,7 @@ def evaluate_setting(setting: str, *, root: str | Path | None, output_dir: str |
     runs = sorted(path.parent for path in output_dir.glob(f"seed-*/{RESULT_FILE}"))
     if not runs:
         raise FileNotFoundError(f"{output_dir} holds no complete run (seed-*/{RESULT_FILE}); train first")
-    test, _ = load_test_split(setting, root, download=download)
+    test, _ = load_test_split(setting, root, download=download, subset=subset)
     groups = getattr(test, "groups", None)
     results = []
     for run in runs:

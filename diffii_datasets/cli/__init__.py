@@ -30,6 +30,7 @@ COMMAND_GROUPS = (
     "diffii_datasets.cli.hub",
     "diffii_datasets.cli.train",
     "diffii_datasets.cli.report",
+    "diffii_datasets.cli.released",
 )
 """The modules whose ``add_commands(add_command)`` adds subcommands, in the order ``--help`` lists them."""
 

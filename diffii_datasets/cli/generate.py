@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from diffii_datasets.cli._common import AddCommand, CommandError, add_knob_flags, knob_values, positive_int
+from diffii_datasets.cli.released import add_released_flags
 from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.datasets.settings import (
     FAMILIES,
@@ -20,12 +21,14 @@ from diffii_datasets.datasets.settings import (
     get_setting,
     list_settings,
 )
+from diffii_datasets.released.layout import REPO_ID
 
 EPILOG = """examples:
   diffii-datasets generate cub-5shot --root data/ --cache-dir stores/
   diffii-datasets generate cub --shots 7 --root data/ --cache-dir stores/ --seed 1
   diffii-datasets generate flower-lt-if100 --root data/ --expansion-rate 3 --inversion-steps 100
   diffii-datasets generate pet-5shot --root data/ --cache-dir stores/ --concepts pet-concepts/
+  diffii-datasets generate cub-5shot --released --root data/ --cache-dir stores/
   torchrun --nproc_per_node=8 -m diffii_datasets generate cub-5shot --root data/ --cache-dir /shared/stores
   accelerate launch --num_processes 8 -m diffii_datasets generate cub-5shot --root data/ --cache-dir /shared/stores
 
@@ -36,6 +39,9 @@ or accelerate launch, classes are shared out over the ranks by their number of
 synthetic images, concept learning runs data-parallel, and the store is the same as a
 one-process run's. --cache-dir must be on a filesystem every rank sees. A run that was
 interrupted is completed by running the same command again.
+
+--released uses the authors' released concepts, suffixes and training subset of the
+setting (see `diffii-datasets released --help`): no concept learning at all.
 """
 
 # Per family kind: the flag that gives its count, and how the help names the count.
@@ -61,6 +67,10 @@ def add_commands(add_command: AddCommand) -> None:
                           help="long-tail profile (default: %(default)s)")
     generate.add_argument("--subset-seed", type=int, help="seed that draws the training subset (default: --seed)")
     generate.add_argument("--concepts", help="a saved concept set (ConceptSet.save) to use instead of learning one")
+    generate.add_argument("--released", action="store_true",
+                          help="use the authors' released concepts, suffixes and training subset of SETTING "
+                               f"(from {REPO_ID}) instead of learning concepts and drawing a subset")
+    add_released_flags(generate)
     generate.add_argument("--config", help="a DiffIIConfig JSON file; flags below override its knobs")
     generate.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")
     generate.add_argument("--download", action="store_true", help="download a missing dataset where torchvision can")
@@ -122,18 +132,46 @@ def config_from_args(args: argparse.Namespace) -> DiffIIConfig:
     return config.replace(**knobs)
 
 
-def _load_training_set(args: argparse.Namespace, seed: int) -> tuple[Any, str]:
-    """The setting's training subset and metaclass (the test split is not needed to generate)."""
+def check_released_flags(args: argparse.Namespace) -> None:
+    """``--released`` brings concepts, suffixes and subset: the flags that would set them again are refused."""
+    if not args.released:
+        given = [flag for flag, value in (("--revision", args.revision), ("--force-download", args.force_download))
+                 if value]
+        if given:
+            raise CommandError(f"{given[0]} applies to the released artifacts: add --released")
+        return
+    if args.setting in FAMILIES:
+        raise CommandError(f"--released: the authors released the paper's settings only "
+                           f"({', '.join(s.name for s in list_settings())}), not a family with a count")
+    clashes = [flag for flag, value in (("--concepts", args.concepts), ("--suffixes", args.suffixes),
+                                        ("--subset-seed", args.subset_seed)) if value is not None]
+    if clashes:
+        raise CommandError(f"--released brings the authors' concepts, suffixes and subset: drop {clashes[0]}")
+
+
+def _load_training_set(args: argparse.Namespace, seed: int, first: bool) -> tuple[Any, str, Any]:
+    """The setting's training subset, metaclass and, with ``--released``, the released setting (else None).
+
+    Only the ``first`` process forces a new download; the others then read what it fetched.
+    """
     root = Path(args.root).expanduser()
     if not root.is_dir():
         raise CommandError(f"--root {args.root}: no such directory (it should hold the datasets in torchvision's "
                            "layouts, e.g. CUB_200_2011/, flowers-102/)")
     setting = resolve_setting(args)
     try:
+        if args.released:
+            from diffii_datasets.released import load_released
+
+            released = load_released(setting, root, revision=args.revision, cache_dir=args.cache_dir,
+                                     force_download=args.force_download and first, progress=not args.quiet,
+                                     download=args.download)
+            return released.splits.train, released.splits.metaclass, released
         splits = setting.load(root, seed, profile=args.profile, download=args.download)
     except (RuntimeError, OSError, ValueError) as error:
-        raise CommandError(f"cannot load {setting.name} from {root}: {error}") from None
-    return splits.train, splits.metaclass
+        raise CommandError(f"cannot load {setting.name}{' as released' if args.released else ''} from {root}: "
+                           f"{error}") from None
+    return splits.train, splits.metaclass, None
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -141,6 +179,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from diffii_datasets.diffusion.concepts import ConceptSet
     from diffii_datasets.distributed import distributed_world
 
+    check_released_flags(args)
     config = config_from_args(args)
     concepts = None
     if args.concepts is not None:
@@ -152,25 +191,30 @@ def run_generate(args: argparse.Namespace) -> int:
     with distributed_world(device=args.device) as world:
         # Rank 0 loads (and with --download fetches) the data first; the others then read it.
         if world.is_main:
-            train, metaclass = _load_training_set(args, subset_seed)
+            train, metaclass, released = _load_training_set(args, subset_seed, first=True)
         world.barrier()
         if not world.is_main:
-            train, metaclass = _load_training_set(args, subset_seed)
+            train, metaclass, released = _load_training_set(args, subset_seed, first=False)
+        if released is not None:
+            concepts, config = released.concepts, config.replace(suffixes=released.suffixes.spec())
         augmented = DiffIIAugmented(train, metaclass, config=config, concepts=concepts, cache_dir=args.cache_dir,
                                     device=world.device, progress=not args.quiet)
         augmented.prepare(world=world)
         generated = sorted(c for rank_generated in world.all_gather(augmented.report.generated)
                            for c in rank_generated)
         if world.is_main:
-            _print_summary(args, augmented, generated, world.size)
+            _print_summary(args, augmented, generated, world.size, released)
     return 0
 
 
-def _print_summary(args: argparse.Namespace, augmented: Any, generated: list[int], ranks: int) -> None:
+def _print_summary(args: argparse.Namespace, augmented: Any, generated: list[int], ranks: int, released: Any) -> None:
     store, report = augmented.store, augmented.report
     counts = store.header.expected_counts
     print(f"{resolve_setting(args).name}: {len(augmented.original)} real images in {len(augmented.classes)} classes "
           f"(metaclass {augmented.metaclass!r}) from {Path(args.root).expanduser()}")
+    if released is not None:
+        print(f"the authors' released subset, concepts and {len(released.suffixes.entries)} suffixes "
+              f"({REPO_ID} at commit {released.commit}): no concepts learned")
     skipped = [c for c in range(len(augmented.classes)) if c not in generated]
     if skipped:
         names = ", ".join(f"{c} ({augmented.classes[c]})" for c in skipped[:10])

@@ -83,6 +83,9 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")
     command.add_argument("--download", action="store_true", help="download a missing dataset where torchvision can")
     command.add_argument("--per-class", action="store_true", help="also print every class's accuracy")
+    command.add_argument("--released", action="store_true",
+                         help="test on the authors' released test list of SETTING and (train, without --store) train "
+                              "on their released training subset (see `diffii-datasets released --help`)")
 
 
 def add_commands(add_command: AddCommand) -> None:
@@ -144,7 +147,8 @@ def run_train(args: argparse.Namespace) -> int:
                                seeds=args.seeds or [recipe.seed], store=store,
                                backbone=args.backbone if recipe.model == args.backbone else None,
                                validation_fraction=args.validation_fraction or 0.0, subset_seed=args.subset_seed,
-                               world=world, workers=args.workers, progress=not args.quiet, download=args.download)
+                               world=world, workers=args.workers, progress=not args.quiet, download=args.download,
+                               subset="released" if args.released else "drawn")
         if world.is_main:
             print(format_table(report, per_class=args.per_class))
             print(f"report: {args.output_dir}/report.json")
@@ -159,7 +163,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     with distributed_world(device=args.device) as world:
         report = evaluate_setting(args.setting, root=args.root, output_dir=args.output_dir, world=world,
-                                  workers=args.workers, download=args.download)
+                                  workers=args.workers, download=args.download,
+                                  subset="released" if args.released else "drawn")
         if world.is_main:
             print(format_table(report, per_class=args.per_class))
             print(f"report: {args.output_dir}/evaluation-{args.setting}.json")

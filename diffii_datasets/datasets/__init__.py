@@ -17,7 +17,10 @@ _EXPORTS = {
     "diffii_datasets.datasets.settings": (
         "FAMILIES", "Family", "LONG_TAIL_PROFILES", "Setting", "custom_setting", "get_setting", "list_settings",
     ),
-    "diffii_datasets.datasets.loading": ("FLOWER_LT_SPLIT_SEED", "SettingSplits", "load_family", "load_setting"),
+    "diffii_datasets.datasets.loading": (
+        "FLOWER_LT_SPLIT_SEED", "SUBSETS", "SettingSplits", "load_family", "load_family_pools", "load_setting",
+    ),
+    "diffii_datasets.datasets.listed": ("listed_subset",),
     "diffii_datasets.datasets.cub": ("CUB200",),
     "diffii_datasets.datasets.torchvision_adapters": (
         "FGVCAircraft", "Flowers102", "OxfordIIITPet", "STANFORD_CARS_MANUAL_DOWNLOAD", "StanfordCars",

@@ -27,9 +27,11 @@ from diffii_datasets.datasets.sampling import few_shot, long_tail, split_per_cla
 from diffii_datasets.datasets.settings import FAMILIES, LONG_TAIL_PROFILES, get_setting
 from diffii_datasets.datasets.torchvision_adapters import FGVCAircraft, Flowers102, OxfordIIITPet, StanfordCars
 
-__all__ = ["FLOWER_LT_SPLIT_SEED", "SettingSplits", "load_family", "load_setting"]
+__all__ = ["FLOWER_LT_SPLIT_SEED", "SUBSETS", "SettingSplits", "load_family", "load_family_pools", "load_setting"]
 
 FLOWER_LT_SPLIT_SEED = 0
+SUBSETS = ("drawn", "released")
+"""How :func:`load_setting` gets the training subset: drawn with a seed, or the authors' released lists."""
 
 
 class SettingSplits(NamedTuple):
@@ -127,7 +129,8 @@ def load_family(
         _checks.check_number(imbalance_factor, "imbalance_factor", minimum=1)
     _checks.check_seed(seed)
     _checks.check_choice(profile, "profile", LONG_TAIL_PROFILES)
-    pool, test = _LOADERS[name](root, transform, test_transform, target_transform, download)
+    pool, test = load_family_pools(name, root, transform=transform, test_transform=test_transform,
+                                   target_transform=target_transform, download=download)
     if family.kind == "few-shot":
         train = few_shot(pool, shots, seed)
     else:
@@ -135,9 +138,37 @@ def load_family(
     return SettingSplits(train, family.metaclass, test)
 
 
-def load_setting(name: str, root: str | Path, seed: int = 0, **kwargs) -> SettingSplits:
+def load_family_pools(
+    name: str,
+    root: str | Path,
+    *,
+    transform: Callable | None = None,
+    test_transform: Callable | None = None,
+    target_transform: Callable | None = None,
+    download: bool = False,
+) -> tuple[Dataset, Dataset]:
+    """A family's whole training pool and its test set, before any subset is drawn (see the table in
+    :mod:`~diffii_datasets.datasets.settings`; Flower-LT: the two halves of the pooled Flowers-102)."""
+    if name not in FAMILIES:
+        raise ValueError(f"name must be one of {', '.join(FAMILIES)}; got {name!r}")
+    return _LOADERS[name](root, transform, test_transform, target_transform, download)
+
+
+def load_setting(name: str, root: str | Path, seed: int = 0, *, subset: str = "drawn", **kwargs) -> SettingSplits:
     """Load one of the paper's settings by name, e.g. ``load_setting("cub-5shot", root)``.
 
-    ``kwargs`` are :func:`load_family`'s transforms, ``download`` and ``profile``.
+    ``subset="drawn"`` (the default) draws the training subset with ``seed``; ``kwargs`` are
+    :func:`load_family`'s transforms, ``download`` and ``profile``. ``subset="released"`` takes the
+    authors' released training and test lists instead, mapped onto the dataset under ``root``
+    (downloaded from the Hub on first use: :func:`diffii_datasets.released.released_splits`, whose
+    keywords ``kwargs`` are: the transforms, ``download``, ``revision``, ``cache_dir``, ``progress``);
+    the released subset is fixed, so ``seed`` must stay 0.
     """
+    _checks.check_choice(subset, "subset", SUBSETS)
+    if subset == "released":
+        if seed != 0:
+            raise ValueError(f"seed does not apply to subset='released' (the authors' lists are fixed), got {seed}")
+        from diffii_datasets.released import released_splits
+
+        return released_splits(name, root, **kwargs)
     return get_setting(name).load(root, seed, **kwargs)

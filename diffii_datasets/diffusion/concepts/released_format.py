@@ -32,7 +32,7 @@ from diffii_datasets.diffusion.concepts.concept_set import (
     load_safetensors,
 )
 
-__all__ = ["import_released_concepts"]
+__all__ = ["import_released_concepts", "released_name_key"]
 
 _RELEASED_LORA_KEY = re.compile(r"^.+\.processor\.(?:to_q|to_k|to_v|to_out)_lora\.(?:down|up)\.weight$")
 
@@ -61,7 +61,8 @@ def import_released_concepts(
         raise ValueError(f"released LoRA {lora_path}: {error}") from error
 
 
-def _normalise(name: str) -> str:
+def released_name_key(name: str) -> str:
+    """How a released class name is matched: ``/`` and ``_`` read as spaces (as Diff-II's scripts do), case ignored."""
     return " ".join(name.replace("/", " ").replace("_", " ").split()).casefold()
 
 
@@ -91,12 +92,12 @@ def _read_released_embeddings(path: Path, names: list[str]) -> torch.Tensor:
 
     lookup: dict[str, str] = {}
     for released_name, placeholder in name2placeholder.items():
-        key = _normalise(released_name)
+        key = released_name_key(released_name)
         if lookup.get(key, placeholder) != placeholder:
             raise ValueError(f"{path}: class names that differ only by '/', '_', spaces or case map to different "
                              f"tokens: {released_name!r}")
         lookup[key] = placeholder
-    unknown = [name for name in names if _normalise(name) not in lookup]
+    unknown = [name for name in names if released_name_key(name) not in lookup]
     if unknown:
         known = list(name2placeholder)[:5]
         raise ValueError(f"{path} has no concept for {len(unknown)} class name(s): {unknown} "
@@ -105,7 +106,7 @@ def _read_released_embeddings(path: Path, names: list[str]) -> torch.Tensor:
 
     vectors = []
     for name in names:
-        placeholder = lookup[_normalise(name)]
+        placeholder = lookup[released_name_key(name)]
         if placeholder not in embeds:
             raise ValueError(f"{path}: class {name!r} maps to {placeholder!r}, which 'learned_embeds_dict' lacks")
         vector = embeds[placeholder]
