@@ -1,11 +1,12 @@
 # Two commands: `make demo` and `make test`. Each creates .venv when it is missing.
+# Packaging checks: `make check-wheel` (offline), `make test-min` and `make check-datasets-compat` (package index).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean check-wheel test-min check-datasets-compat
 
 install: $(STAMP)
 
@@ -27,5 +28,21 @@ BENCHMARKS := generation inversion unet_share concept_step store memory
 bench: $(STAMP)
 	for name in $(BENCHMARKS); do $(OFFLINE) $(BIN)/python benchmarks/bench_$$name.py $(BENCH_ARGS) || exit 1; done
 
+# The built wheel installed in a clean environment, run from outside the checkout: the console script, the card
+# templates inside the package, a demo store exported and loaded back with datasets (scripts/check_wheel.sh).
+check-wheel: $(STAMP)
+	VENV=$(VENV) bash scripts/check_wheel.sh
+
+# Every requirement at exactly its declared floor (pyproject.toml) in .venv-min, then a fast subset of the tests
+# (scripts/test_min.sh). torch and torchvision are borrowed from .venv rather than downloaded (several GB): the
+# torch/torchvision floor verified here is the version installed in .venv, not the declared one.
+test-min: $(STAMP)
+	VENV=$(VENV) bash scripts/test_min.sh
+
+# An export written with the tested datasets (5.x) read back row for row by datasets 3.0.0 and 3.6.0, through the
+# folder and through load_dataset("parquet", data_files=...) (scripts/check_datasets_compat.sh).
+check-datasets-compat: $(STAMP)
+	VENV=$(VENV) bash scripts/check_datasets_compat.sh
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo-output
+	rm -rf $(VENV) .venv-min build dist *.egg-info demo-output

@@ -49,9 +49,9 @@ def add_commands(add_command: AddCommand) -> None:
 def _add_hub_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--config-name", required=True,
                          help="the dataset config, normally the paper setting the store was made for (cub-5shot ...); "
-                              "another name needs --card")
-    command.add_argument("--card", help=f"card template: a family ({', '.join(FAMILIES)}) or a template file "
-                                        "(default: the setting's family)")
+                              "another name gets the generic card, which claims no licence, unless --card is given")
+    command.add_argument("--card", help=f"card template: a family ({', '.join(FAMILIES)}), 'generic' or a template "
+                                        "file (default: the setting's family, or generic)")
     command.add_argument("--test-root", help="include the setting's real test split, read from this data root")
     command.add_argument("--download", action="store_true",
                          help="download a missing test split where torchvision can (with --test-root)")

@@ -80,7 +80,8 @@ class StanfordCars(tvd.StanfordCars):
             required = ("devkit/cars_meta.mat", "cars_test_annos_withlabels.mat", "cars_test")
         base = expand_root(root) / "stanford_cars"
         check_layout(base, required, "Stanford Cars", STANFORD_CARS_MANUAL_DOWNLOAD)
-        super().__init__(root, split=split, transform=transform, target_transform=target_transform)
+        # torchvision's StanfordCars builds its paths from the root as given, without expanding "~".
+        super().__init__(base.parent, split=split, transform=transform, target_transform=target_transform)
         self.targets = [int(target) for _, target in self._samples]
         self.sample_keys = relative_keys([path for path, _ in self._samples], self._base_folder)
 
@@ -93,6 +94,11 @@ class OxfordIIITPet(tvd.OxfordIIITPet):
 
     Layout: ``root/oxford-iiit-pet/{images/, annotations/<split>.txt}``. ``trainval``
     (3,680 images) is the few-shot pool. Adds ``targets`` and ``sample_keys``.
+
+    torchvision takes the class list from the split's own annotation file, so a partial
+    download would load with classes missing (and labels beyond the list) and fail
+    later; here it is refused at once, naming the breeds the split lacks (compared with
+    the other split's annotations when present) and the image files that are missing.
     """
 
     def __init__(
@@ -109,8 +115,51 @@ class OxfordIIITPet(tvd.OxfordIIITPet):
             check_layout(base, ("images", f"annotations/{split}.txt"), "Oxford-IIIT Pet")
         super().__init__(root, split=split, target_types="category", transform=transform,
                          target_transform=target_transform, download=download)
+        self._check_complete(split)
         self.targets = list(self._labels)
         self.sample_keys = relative_keys(self._images, self._base_folder)
+
+    def _check_complete(self, split: str) -> None:
+        """Every breed in this split (the other split's, when its file is there) and every image file on disk."""
+        problems = []
+        breeds = _pet_breeds(self._anns_folder / f"{split}.txt")
+        other = "test" if split == "trainval" else "trainval"
+        if (self._anns_folder / f"{other}.txt").is_file():
+            expected = _pet_breeds(self._anns_folder / f"{other}.txt")
+            missing = {label: name for label, name in expected.items() if label not in breeds}
+            extra = {label: name for label, name in breeds.items() if label not in expected}
+            if missing:
+                problems.append(f"annotations/{split}.txt has no image of {len(missing)} of the "
+                                f"{len(expected)} breeds in annotations/{other}.txt: {_named(missing)}")
+            if extra:
+                problems.append(f"annotations/{other}.txt has no image of {_named(extra)}, which "
+                                f"annotations/{split}.txt lists")
+        gaps = sorted(set(range(max(breeds) + 1)) - set(breeds)) if breeds else []
+        if gaps and not problems:
+            problems.append(f"annotations/{split}.txt has no image of the breeds numbered "
+                            f"{', '.join(str(label + 1) for label in gaps)}")
+        absent = [path for path in self._images if not path.is_file()]
+        if absent:
+            shown = ", ".join(path.relative_to(self._base_folder).as_posix() for path in absent[:5])
+            problems.append(f"{len(absent)} of the {len(self._images)} images of the {split} split are missing "
+                            f"({shown}{', ...' if len(absent) > 5 else ''})")
+        if problems:
+            raise FileNotFoundError(f"{self._base_folder} is not a complete Oxford-IIIT Pet layout (a partial "
+                                    f"download?): {'; '.join(problems)}")
+
+
+def _pet_breeds(annotations: Path) -> dict[int, str]:
+    """``{0-based label: breed}`` of an Oxford-IIIT Pet annotation file (``<breed>_<n> <label> ...`` lines)."""
+    breeds = {}
+    for line in annotations.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            image_id, label = line.split()[:2]
+            breeds[int(label) - 1] = image_id.rsplit("_", 1)[0]
+    return breeds
+
+
+def _named(breeds: dict[int, str]) -> str:
+    return ", ".join(f"{name} ({label + 1})" for label, name in sorted(breeds.items()))
 
 
 class Flowers102(tvd.Flowers102):

@@ -7,6 +7,7 @@
     ds = builder.as_dataset()          # DatasetDict: train (real), synthetic, test
 
     DiffIIBuilder(config_name="cub-5shot", source="someone/diffii-cub")   # or a local export folder
+    DiffIIBuilder(config_name="cub-5shot", data_dir="/data", released=True)  # the authors' concepts and subset
 
 Generating calls :func:`~diffii_datasets.synthesis.synthesize`, the one synthesis path,
 with its resumable store (under ``diffii_cache_dir``); downloading reads
@@ -22,17 +23,22 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 from huggingface_hub import snapshot_download
 
+from diffii_datasets import _checks
 from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.datasets.settings import Setting, get_setting, list_settings
 from diffii_datasets.hf.convert import real_examples, synthetic_examples, test_examples
 from diffii_datasets.hf.features import SPLITS, check_features, diffii_features
 from diffii_datasets.hf.hub import CITATION, check_repo_id, prebuilt_files
 from diffii_datasets.store import SyntheticStore, default_cache_dir
+
+if TYPE_CHECKING:
+    from diffii_datasets.datasets.loading import SettingSplits
+    from diffii_datasets.synthesis import SynthesisJob
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +60,12 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
             to generate from.
         source: instead of generating, a Hub dataset repository id (``namespace/name``)
             or a local folder in the layout :func:`~diffii_datasets.hf.export_to_folder` writes.
-        revision: the Hub revision of ``source``.
+        revision: the Hub revision of ``source``, or of the authors' released artifacts.
         seed: draws the real subset and seeds generation (``DiffIIConfig.seed``).
         diffii: Diff-II knobs that differ from the setting's defaults (``DiffIIConfig`` fields).
         concepts: identity of ready-made class concepts (set by the builder from ``concepts=``).
+        released: the commit of the authors' released artifacts used (set by the builder from
+            ``released=True``): their concepts, suffixes and training subset, no concept learning.
         include_test: also build the ``test`` split from the raw data.
         source_fingerprint: what ``source`` held when the builder was made (set by the
             builder), so a changed source never reuses a stale ``datasets`` cache.
@@ -68,6 +76,7 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
     seed: int = 0
     diffii: dict[str, Any] | None = None
     concepts: str | None = None
+    released: str | None = None
     include_test: bool = True
     source_fingerprint: str | None = None
 
@@ -95,6 +104,9 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         pipeline: a ready ``StableDiffusionPipeline`` (default: ``model`` is loaded when
             something must be generated).
         concepts: ready-made class concepts (:class:`~diffii_datasets.diffusion.ConceptSet`).
+        released: use the authors' released concepts, suffixes, training subset and test list of
+            the setting (:func:`diffii_datasets.released.load_released`, at ``revision``) on the
+            raw data of ``data_dir``: nothing is learned.
         diffii_config: a complete :class:`~diffii_datasets.DiffIIConfig` to start from
             instead of the paper's defaults for the setting.
         diffii_cache_dir: where the synthetic store lives (default: the wrapper's cache).
@@ -125,6 +137,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         config_name: str | None = None,
         pipeline: Any = None,
         concepts: Any = None,
+        released: bool = False,
         diffii_config: DiffIIConfig | None = None,
         diffii_cache_dir: str | os.PathLike | None = None,
         device: Any = None,
@@ -147,6 +160,8 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
             overrides["model"] = model_identity(pipeline)
         if concepts is not None:
             kwargs["concepts"] = concepts.identity()
+        if _checks.check_bool(released, "released"):
+            kwargs["released"] = _released_commit(config_name, kwargs, concepts, overrides, diffii_cache_dir, progress)
         source = kwargs.get("source")
         if source is not None:
             given = sorted(overrides) + [name for name, value in (("pipeline", pipeline), ("concepts", concepts),
@@ -169,7 +184,22 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         self._diffii_cache_dir = diffii_cache_dir
         self._device = device
         self._progress = progress
-        self.store: SyntheticStore | None = None  # the synthetic store, once generation has run
+        self._store: SyntheticStore | None = None
+
+    @property
+    def store(self) -> SyntheticStore | None:
+        """The synthetic store of this config, or ``None`` when nothing was generated for it yet.
+
+        Found from the config, so it is set also when ``datasets`` serves the splits from
+        its cache without generating (a second ``download_and_prepare``); ``None`` for a
+        prebuilt ``source``. Finding it reads the real subset once to fingerprint it.
+        """
+        if self._store is None and self.config.source is None and self.config.data_dir is not None:
+            _, job, cache = self._synthesis_job()
+            path = cache / job.header().key()
+            if (path / "store.json").is_file():
+                self._store = SyntheticStore.open(path)
+        return self._store
 
     def _info(self) -> datasets.DatasetInfo:
         # The class names come from the data: features are set in _split_generators.
@@ -186,25 +216,41 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
 
     # -- generating ----------------------------------------------------------------------
 
-    def _generated_splits(self) -> list[datasets.SplitGenerator]:
+    def _synthesis_job(self) -> tuple[SettingSplits, SynthesisJob, Path]:
+        """The setting's real splits, the job that fills this config's store, and the store cache."""
         from diffii_datasets.data import class_names, scan_dataset
-        from diffii_datasets.synthesis import SynthesisJob, load_generation_pipeline, synthesize
+        from diffii_datasets.synthesis import SynthesisJob
 
         if self.config.data_dir is None:
             raise ValueError(f"{self.config.name}: pass data_dir=<raw data root> to generate the set, or "
                              "source=<Hub repo id or export folder> to load a prebuilt one")
-        splits = self.config.setting().load(self.config.data_dir, self.config.seed)
-        config = self.config.diffii_config()
+        config, concepts = self.config.diffii_config(), self._concepts
+        if self.config.released is not None:
+            from diffii_datasets.released import load_released
+
+            released = load_released(self.config.name, self.config.data_dir, revision=self.config.released,
+                                     cache_dir=self._diffii_cache_dir, progress=self._progress)
+            splits, concepts = released.splits, released.concepts
+            config = config.replace(suffixes=released.suffixes.spec())
+        else:
+            splits = self.config.setting().load(self.config.data_dir, self.config.seed)
         names = class_names(splits.train)
         scan = scan_dataset(splits.train, names)
         job = SynthesisJob(scan.images_by_class, names, splits.metaclass, config, scan.fingerprint, config.model,
-                           self._concepts)
+                           concepts)
         cache = Path(self._diffii_cache_dir) if self._diffii_cache_dir is not None else default_cache_dir()
+        return splits, job, cache
+
+    def _generated_splits(self) -> list[datasets.SplitGenerator]:
+        from diffii_datasets.synthesis import load_generation_pipeline, synthesize
+
+        splits, job, cache = self._synthesis_job()
+        names = list(job.class_names)
         store = job.create_store(cache)
-        pipeline = self._pipeline
-        synthesize(store, job, lambda: pipeline or load_generation_pipeline(config.model, self._device),
+        pipeline, model = self._pipeline, job.config.model
+        synthesize(store, job, lambda: pipeline or load_generation_pipeline(model, self._device),
                    concepts_root=cache / "concepts", progress=self._progress)
-        self.store = store
+        self._store = store
         self._pipeline = None  # generation is over
         self.info.features = diffii_features(names)
         store_path = str(store.path)
@@ -285,6 +331,20 @@ def _config_patterns(readme: Path, config_name: str) -> list[str]:
         path = item.get("path") if isinstance(item, dict) else item
         patterns += [path] if isinstance(path, str) else list(path or [])
     return patterns
+
+
+def _released_commit(config_name: str, kwargs: dict[str, Any], concepts: Any, overrides: dict[str, Any],
+                     diffii_cache_dir: str | os.PathLike | None, progress: bool) -> str:
+    """The commit of the authors' released artifacts, fetched now (so the ``datasets`` cache is keyed by it)."""
+    from diffii_datasets.released import fetch_released
+
+    given = {"source": kwargs.get("source") is not None, "concepts": concepts is not None,
+             "suffixes": "suffixes" in overrides}
+    clashes = [name for name, present in given.items() if present]
+    if clashes:
+        raise ValueError(f"released=True brings the authors' concepts, suffixes and subset; drop {clashes[0]}=")
+    return fetch_released(config_name, revision=kwargs.get("revision"), cache_dir=diffii_cache_dir,
+                          progress=progress).commit
 
 
 def _source_fingerprint(source: Any, config_name: str, revision: str | None, token: Any) -> str:

@@ -1,4 +1,4 @@
-"""Dataset cards: find the family's template in ``hub_cards/`` and render it.
+"""Dataset cards: find the template in ``hub_cards/`` and render it.
 
 A template is a Markdown file with a YAML front matter and a Jinja body. The front
 matter holds what is fixed for a dataset family (licence, source datasets, tags,
@@ -6,12 +6,13 @@ pretty name); the code adds what depends on the data (``configs``, ``dataset_inf
 ``size_categories`` and a ``diffii`` record per configuration). The body extends
 ``_base.md``, which holds the text every family shares (what the set is, how it was
 generated, how to load it, its splits, its limits and the citation); a family
-template fills in the source dataset and its terms.
+template fills in the source dataset and its terms. ``generic.md`` is the card of a
+configuration that is not a paper setting: it names no source and claims no licence.
 
-Where the templates live: ``hub_cards/`` sits at the top of the repository, next to
-the package, so they are found from a checkout or an editable install. A wheel does
-not carry them: there, pass ``card=`` the path of a template (a copy of the family's
-file from the repository), or set ``DIFFII_HUB_CARDS`` to a folder holding them.
+Where the templates live: ``hub_cards/`` at the top of the repository is their one
+home; ``diffii_datasets/hub_cards`` links to it, so a checkout, an editable install
+and a wheel (which carries the files) all find them next to the package.
+``DIFFII_HUB_CARDS`` points at another folder of templates.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from diffii_datasets.datasets.settings import FAMILIES
 
-__all__ = ["cards_dir", "render_card", "resolve_card"]
+__all__ = ["GENERIC_CARD", "cards_dir", "render_card", "resolve_card"]
 BASE_TEMPLATE = "_base.md"
+# The template of a config that is not one of the paper's settings: no source dataset, no licence claimed.
+GENERIC_CARD = "generic"
 # Card YAML keys computed from the data: they win over a template's front matter.
 DATA_KEYS = ("configs", "dataset_info", "diffii", "size_categories")
 
 
 def cards_dir() -> Path:
-    """The folder of the card templates: ``$DIFFII_HUB_CARDS``, else ``hub_cards/`` of the checkout."""
+    """The folder of the card templates: ``$DIFFII_HUB_CARDS``, else the package's ``hub_cards/``."""
     configured = os.environ.get("DIFFII_HUB_CARDS")
     if configured:
         folder = Path(configured).expanduser()
@@ -41,29 +44,30 @@ def cards_dir() -> Path:
             raise FileNotFoundError(f"DIFFII_HUB_CARDS={configured!r} does not hold the card templates "
                                     f"({BASE_TEMPLATE} and one <family>.md per family)")
         return folder
-    folder = Path(__file__).resolve().parents[2] / "hub_cards"
+    folder = Path(__file__).resolve().parents[1] / "hub_cards"
     if not (folder / BASE_TEMPLATE).is_file():
         raise FileNotFoundError(
-            f"the dataset card templates (hub_cards/) were not found next to the package ({folder}). They ship "
-            "with the repository, not with the wheel: run from a checkout or an editable install, set "
-            "DIFFII_HUB_CARDS to a copy of hub_cards/, or pass card= the path of a template")
+            f"the dataset card templates were not found in the package ({folder} has no {BASE_TEMPLATE}): the "
+            "installation is incomplete. Reinstall diffii-datasets, set DIFFII_HUB_CARDS to a copy of the "
+            "repository's hub_cards/, or pass card= the path of a template")
     return folder
 
 
 def resolve_card(card: str | os.PathLike | None, family: str | None) -> Path:
-    """The template file for ``card``: a family name, a path to a template, or ``None`` for ``family``'s."""
+    """The template file for ``card``: a family name, ``"generic"``, a template's path, or ``None``.
+
+    ``None`` means ``family``'s template, or the generic one when ``family`` is ``None``
+    (a config that is not a paper setting).
+    """
     if card is None:
-        if family is None:
-            raise ValueError("card is required when config_name is not one of the paper's settings: pass a family "
-                             f"({', '.join(FAMILIES)}) or the path of a card template")
-        card = family
-    if isinstance(card, str) and card in FAMILIES:
+        card = family if family is not None else GENERIC_CARD
+    if isinstance(card, str) and (card in FAMILIES or card == GENERIC_CARD):
         return cards_dir() / f"{card}.md"
     path = Path(card).expanduser()
     if path.suffix == ".md" and path.is_file():
         return path
-    raise ValueError(f"card must be a dataset family ({', '.join(FAMILIES)}) or the path of an existing .md "
-                     f"template, got {card!r}")
+    raise ValueError(f"card must be a dataset family ({', '.join(FAMILIES)}), {GENERIC_CARD!r} or the path of an "
+                     f"existing .md template, got {card!r}")
 
 
 def split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:

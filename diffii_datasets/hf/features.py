@@ -14,17 +14,19 @@ columns, so splits concatenate and a classifier can tell real from synthetic row
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import datasets
+import pyarrow as pa
 
 try:  # datasets >= 4
     from datasets import List
 except ImportError:  # datasets 3: Sequence of a plain feature is a list
     from datasets import Sequence as List
 
-__all__ = ["SPLITS", "check_features", "diffii_features", "neutral_provenance"]
+__all__ = ["SPLITS", "check_features", "diffii_features", "neutral_provenance", "portable_arrow_schema"]
 
 SPLITS = ("train", "synthetic", "test")
 
@@ -43,6 +45,30 @@ def diffii_features(class_names: Sequence[str]) -> datasets.Features:
         "suffix": datasets.Value("string"),
         "seed": datasets.Value("int64"),
     })
+
+
+def portable_arrow_schema(features: datasets.Features) -> pa.Schema:
+    """The Arrow schema of ``features`` with Hugging Face metadata that ``datasets`` 2.x to 5.x all read.
+
+    ``datasets`` 4+ records a list column as ``{"_type": "List"}`` in the schema
+    metadata of the Parquet files it writes, a type 2.x and 3.x do not know: they then
+    refuse the file (``load_dataset("parquet", data_files=...)``). Recorded as
+    ``{"_type": "Sequence"}``, the spelling older versions wrote and newer ones still
+    read (as ``List``), the same column reads back as the same feature everywhere.
+    """
+    def older_spelling(value: Any) -> Any:
+        if isinstance(value, list):
+            return [older_spelling(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        value = {key: older_spelling(item) for key, item in value.items()}
+        # Only a list of a typed feature: an old Sequence of a dict meant a dict of lists, another Arrow type.
+        if value.get("_type") == "List" and "_type" in value.get("feature", {}):
+            value["_type"] = "Sequence"
+        return value
+
+    metadata = {"info": {"features": older_spelling(features.to_dict())}}
+    return features.arrow_schema.with_metadata({"huggingface": json.dumps(metadata)})
 
 
 def neutral_provenance() -> dict[str, Any]:

@@ -35,8 +35,9 @@ from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from diffii_datasets.datasets.settings import FAMILIES, Setting, list_settings
-from diffii_datasets.hf.cards import render_card, resolve_card
+from diffii_datasets.hf.cards import GENERIC_CARD, render_card, resolve_card
 from diffii_datasets.hf.convert import checked_store_dataset_dict, open_store
+from diffii_datasets.hf.features import portable_arrow_schema
 from diffii_datasets.store import SyntheticStore
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_SHARD_SIZE = 500 * 1024 * 1024  # bytes of Arrow data per Parquet shard, as datasets' push
+ROWS_PER_ROW_GROUP = 100  # datasets' row group size for image sets: a reader fetches 100 images at a time
 CONFIG_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 REPO_ID_PATTERN = re.compile(r"[^/\s]+/[^/\s]+")
 CITATION = """@inproceedings{wang2025diffii,
@@ -89,10 +91,19 @@ def check_repo_id(repo_id: Any) -> str:
 
 
 def _card_template(card: str | os.PathLike | None, setting: Setting | None) -> tuple[Path, str]:
-    """The template and family of a config: the setting's family, a named family, or a custom template's stem."""
+    """The template and family of a config: the setting's family, a named card, or a custom template's stem.
+
+    A paper setting gets its family's card (stating that source's licence); another
+    config name gets the generic card, which claims no licence, unless ``card`` names one.
+    """
     template = resolve_card(card, setting.family if setting else None)
-    named = isinstance(card, str) and card in FAMILIES
-    family = card if named else setting.family if setting is not None else template.stem
+    named = isinstance(card, str) and (card in FAMILIES or card == GENERIC_CARD)
+    if named:
+        family = card
+    elif setting is not None:
+        family = setting.family
+    else:
+        family = template.stem
     if setting is not None and family != setting.family:
         raise ValueError(f"card {card!r} is for the {family!r} family, but config {setting.name!r} belongs to "
                          f"{setting.family!r}; leave card=None to use that family's template")
@@ -156,12 +167,32 @@ def _existing_card_data(readme: Path, family: str) -> DatasetCardData:
     return data
 
 
+def _write_parquet(dataset: datasets.Dataset, path: Path) -> None:
+    """``dataset`` as one Parquet file whose features metadata every ``datasets`` version reads.
+
+    Not ``Dataset.to_parquet``: from ``datasets`` 4 on it records list columns in a
+    form 2.x and 3.x refuse (see :func:`~diffii_datasets.hf.features.portable_arrow_schema`).
+    Row groups of :data:`ROWS_PER_ROW_GROUP` images as ``datasets`` writes image sets,
+    and its content-defined chunks (deduplicated by the Hub on a re-upload) where it has them.
+    """
+    import pyarrow.parquet as pq
+
+    options: dict[str, Any] = {}
+    chunking = getattr(datasets.config, "DEFAULT_CDC_OPTIONS", None)
+    if chunking is not None:
+        options = {"use_content_defined_chunking": chunking, "write_page_index": True}
+    rows = dataset.with_format("arrow")
+    with pq.ParquetWriter(str(path), portable_arrow_schema(dataset.features), **options) as writer:
+        for start in range(0, len(dataset), ROWS_PER_ROW_GROUP):
+            writer.write_table(rows[start:start + ROWS_PER_ROW_GROUP])
+
+
 def _write_shards(dataset: datasets.Dataset, directory: Path, split: str, max_shard_size: int) -> list[Path]:
     num_shards = int(dataset.data.nbytes / max_shard_size) + 1
     paths = []
     for index in range(num_shards):
         path = directory / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
-        dataset.shard(num_shards=num_shards, index=index, contiguous=True).to_parquet(str(path))
+        _write_parquet(dataset.shard(num_shards=num_shards, index=index, contiguous=True), path)
         paths.append(path)
     return paths
 
@@ -181,7 +212,8 @@ def export_to_folder(
 
     Writes ``data/<config_name>/<split>-NNNNN-of-NNNNN.parquet`` (replacing that config's
     old shards) and ``README.md``: the card rendered from ``card`` (default: the
-    template of the setting's family in ``hub_cards/``) whose YAML merges the configs
+    template of the setting's family in ``hub_cards/``, the generic one for another
+    name) whose YAML merges the configs
     already declared in ``folder/README.md`` with this one, so several configs
     exported into one folder all load with ``datasets.load_dataset(folder, name)``.
 
@@ -190,10 +222,11 @@ def export_to_folder(
             incomplete one is refused with the classes still missing.
         folder: the export folder (created if needed).
         config_name: the configuration name, normally one of the paper's settings
-            (``cub-5shot`` ...); another name needs ``card``.
+            (``cub-5shot`` ...); another name gets the generic card (no source
+            dataset, no licence claimed) unless ``card`` is given.
         test_dataset: the real test split to include (``(image, label)`` items).
         card: a family name (``cub``, ``aircraft``, ``cars``, ``pet``, ``cub-lt``,
-            ``flower-lt``) or the path of a card template.
+            ``flower-lt``), ``"generic"`` or the path of a card template.
         repo_id: the repository the card's loading example names (``namespace/name``).
         max_shard_size: Arrow bytes per Parquet shard.
         cache_dir: ``datasets``' cache for the intermediate Arrow files (default: a

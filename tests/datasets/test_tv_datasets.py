@@ -116,3 +116,57 @@ def test_partial_layout_names_the_missing_file(request, tmp_path, fixture, cls, 
 def test_split_outside_the_allowed_set(cls, split, tmp_path):
     with pytest.raises(ValueError, match="split"):
         cls(tmp_path, split)
+
+
+@pytest.mark.parametrize(("fixture", "cls", "split"), [("fake_cars", StanfordCars, "train"),
+                                                       ("fake_pet", OxfordIIITPet, "test"),
+                                                       ("fake_aircraft", FGVCAircraft, "val"),
+                                                       ("fake_flowers", Flowers102, "test")])
+def test_root_with_a_tilde_is_expanded(request, monkeypatch, fixture, cls, split):
+    """StanfordCars("~/data") used to reach torchvision unexpanded and fail with a bare "Dataset not found"."""
+    root = request.getfixturevalue(fixture).root
+    monkeypatch.setenv("HOME", str(root.parent))
+    dataset = cls(f"~/{root.name}", split)
+    assert dataset.sample_keys == cls(root, split).sample_keys and len(dataset) > 0
+    image, label = dataset[0]
+    assert label == dataset.targets[0] == label_of(image)
+
+
+def copy_pet(fake_pet, tmp_path):
+    shutil.copytree(fake_pet.root / "oxford-iiit-pet", tmp_path / "oxford-iiit-pet")
+    return tmp_path / "oxford-iiit-pet"
+
+
+def drop_lines(path, prefix):
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.startswith(prefix)))
+
+
+def test_pet_split_missing_a_breed_is_refused_naming_it(fake_pet, tmp_path):
+    """A partial download whose trainval list lacks a breed used to load 2 classes and fail inside the sampler."""
+    base = copy_pet(fake_pet, tmp_path)
+    drop_lines(base / "annotations" / "trainval.txt", "american_bulldog_")
+    with pytest.raises(FileNotFoundError, match=r"not a complete Oxford-IIIT Pet layout.*annotations/trainval.txt "
+                                                r"has no image of 1 of the 3 breeds in annotations/test.txt: "
+                                                r"american_bulldog \(2\)"):
+        OxfordIIITPet(tmp_path, "trainval")
+    with pytest.raises(FileNotFoundError, match=r"annotations/trainval.txt has no image of american_bulldog \(2\), "
+                                                r"which annotations/test.txt lists"):
+        OxfordIIITPet(tmp_path, "test")
+
+
+def test_pet_breed_missing_from_both_splits_is_refused(fake_pet, tmp_path):
+    base = copy_pet(fake_pet, tmp_path)
+    for split in ("trainval", "test"):
+        drop_lines(base / "annotations" / f"{split}.txt", "american_bulldog_")
+    with pytest.raises(FileNotFoundError, match="has no image of the breeds numbered 2"):
+        OxfordIIITPet(tmp_path, "trainval")
+
+
+def test_pet_missing_image_files_are_named(fake_pet, tmp_path):
+    base = copy_pet(fake_pet, tmp_path)
+    (base / "images" / "Bengal_2.jpg").unlink()
+    (base / "annotations" / "test.txt").unlink()  # the other split's list is optional
+    with pytest.raises(FileNotFoundError, match=r"1 of the 21 images of the trainval split are missing "
+                                                r"\(images/Bengal_2.jpg\)"):
+        OxfordIIITPet(tmp_path, "trainval")

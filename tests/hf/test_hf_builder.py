@@ -79,6 +79,23 @@ def test_builder_generates_through_the_wrapper_store(cub_build, cub_test_split, 
     assert [wrapper.synthetic.metadata(i)["lam"] for i in range(6)] == cub_build.dataset["synthetic"]["lam"]
 
 
+def test_store_is_found_when_datasets_serves_its_cache(cub_build, export_folder, monkeypatch, tmp_path):
+    """A second builder of the same config: datasets skips _split_generators, the store is still there."""
+    def no_generation(*args, **kwargs):
+        raise AssertionError("nothing may be generated: the datasets cache holds this config")
+
+    monkeypatch.setattr("diffii_datasets.synthesis.synthesize", no_generation)
+    again = DiffIIBuilder(config_name="cub-5shot", **cub_build.kwargs)
+    again.download_and_prepare()
+    assert again.store is not None and again.store.path == cub_build.store.path
+    assert again.store.header == cub_build.store.header
+    assert raw_rows(again.as_dataset(split="synthetic")) == raw_rows(cub_build.dataset["synthetic"])
+
+    elsewhere = DiffIIBuilder(config_name="cub-5shot", **{**cub_build.kwargs, "diffii_cache_dir": str(tmp_path)})
+    assert elsewhere.store is None  # no store was made in that cache
+    assert DiffIIBuilder(config_name="cub-5shot", source=str(export_folder)).store is None  # prebuilt: no store
+
+
 def test_builder_loads_an_exported_folder(cub_build, export_folder, tmp_path):
     built = DiffIIBuilder(config_name="cub-5shot", source=str(export_folder), cache_dir=str(tmp_path / "cache"))
     built.download_and_prepare()

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
@@ -255,21 +256,65 @@ def test_config_names_datasets_forbids_are_refused(cub_build, tmp_path, config_n
 def test_store_must_fit_the_config_and_the_folder_family(cub_build, exported, tmp_path):
     with pytest.raises(ValueError, match="'animal' setting, but the store was made for metaclass 'bird'"):
         export_to_folder(cub_build.store, tmp_path / "a", "pet-5shot")
-    with pytest.raises(ValueError, match="card is required"):
-        export_to_folder(cub_build.store, tmp_path / "b", "my-birds")
     with pytest.raises(ValueError, match="'aircraft' family, but config 'cub-5shot' belongs to 'cub'"):
         export_to_folder(cub_build.store, tmp_path / "c", "cub-5shot", card="aircraft")
+    with pytest.raises(ValueError, match="'generic' family, but config 'cub-5shot' belongs to 'cub'"):
+        export_to_folder(cub_build.store, tmp_path / "d", "cub-5shot", card="generic")  # a setting keeps its terms
+    with pytest.raises(ValueError, match="card must be a dataset family .*'generic' or the path"):
+        export_to_folder(cub_build.store, tmp_path / "e", "my-birds", card="birds")
     folder = tmp_path / "mixed"
     shutil.copytree(exported.folder, folder)
     with pytest.raises(ValueError, match="already holds configs of the dataset family 'cub'"):
         export_to_folder(cub_build.store, folder, "my-birds", card="cub-lt")
+    with pytest.raises(ValueError, match="already holds configs of the dataset family 'cub'.* for 'generic'"):
+        export_to_folder(cub_build.store, folder, "my-birds")
 
 
 def test_custom_config_name_with_a_family_card(cub_build, tmp_path):
     export_to_folder(cub_build.store, tmp_path, "my-birds", card="cub", cache_dir=tmp_path / "cache")
     ds = datasets.load_dataset(str(tmp_path), "my-birds", cache_dir=str(tmp_path / "load"))
     assert set(ds) == {"train", "synthetic"}
-    assert "setting" not in DatasetCard.load(tmp_path / "README.md").data.diffii[0]
+    card = DatasetCard.load(tmp_path / "README.md")
+    assert "setting" not in card.data.diffii[0]
+    assert card.data.license == "other" and "CUB-200-2011 is not released under an open licence" in card.text
+
+
+def test_custom_config_name_gets_the_generic_card_claiming_no_licence(cub_build, tmp_path):
+    """A config that is not a paper setting is not given CUB's (or any) title and licence."""
+    export_to_folder(cub_build.store, tmp_path, "my-birds", repo_id=REPO, cache_dir=tmp_path / "cache")
+    card = DatasetCard.load(tmp_path / "README.md")
+    assert "license" not in card.data.to_dict() and "source_datasets" not in card.data.to_dict()
+    assert card.data.pretty_name == "Image classification with few real images, augmented with Diff-II"
+    assert card.data.task_categories == ["image-classification"]
+    (record,) = card.data.diffii
+    assert record["family"] == "generic" and "setting" not in record
+    assert "this card claims no licence" in card.text and "**Source dataset**: not stated" in card.text
+    assert "CUB" not in card.text and "Caltech" not in card.text
+    assert f'load_dataset("{REPO}", "my-birds")' in card.text and "{{" not in card.text
+    # Generic configs accumulate in one folder, and card="generic" names the same template.
+    export_to_folder(cub_build.store, tmp_path, "more-birds", card="generic", cache_dir=tmp_path / "cache")
+    card = DatasetCard.load(tmp_path / "README.md")
+    assert [c["config_name"] for c in card.data.configs] == ["more-birds", "my-birds"]
+    assert "license" not in card.data.to_dict()
+
+
+def test_exported_parquet_records_features_every_datasets_version_reads(cub_build, exported, tmp_path):
+    """datasets 4+ writes list columns as {"_type": "List"}, which datasets 2.x/3.x refuse; the export does not."""
+    files = sorted((exported.folder / "data" / "cub-5shot").glob("*.parquet"))
+    assert [f.name.split("-")[0] for f in files] == ["synthetic", "test", "train"]
+    for path in files:
+        schema = pq.read_schema(path)
+        recorded = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
+        assert recorded["source_indices"] == {"feature": {"dtype": "int32", "_type": "Value"}, "_type": "Sequence"}
+        assert '"List"' not in schema.metadata[b"huggingface"].decode()
+        assert recorded["label"] == {"names": CLASS_NAMES, "_type": "ClassLabel"}
+        assert datasets.Features.from_arrow_schema(schema) == diffii_features(CLASS_NAMES)
+    loaded = datasets.load_dataset("parquet", data_files={f.name.split("-")[0]: str(f) for f in files},
+                                   cache_dir=str(tmp_path / "load"))
+    folder = datasets.load_dataset(str(exported.folder), "cub-5shot", cache_dir=str(tmp_path / "load"))
+    for split in ("train", "synthetic", "test"):
+        assert loaded[split].features == diffii_features(CLASS_NAMES)
+        assert raw_rows(loaded[split]) == raw_rows(folder[split]), split
 
 
 def test_missing_templates_give_a_clear_error(cub_build, tmp_path, monkeypatch):
