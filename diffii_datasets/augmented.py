@@ -8,6 +8,7 @@ the base dataset, finds (or fills) the store and serves items like a torchvision
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,15 @@ from torch.utils.data import Dataset
 
 from diffii_datasets import _checks
 from diffii_datasets.config import DiffIIConfig
-from diffii_datasets.data import check_deterministic_source, find_classes, parse_item, scan_dataset
+from diffii_datasets.data import (
+    Columns,
+    check_columns,
+    check_deterministic_source,
+    dataset_targets,
+    find_classes,
+    parse_item,
+    scan_dataset,
+)
 from diffii_datasets.diffusion.concepts import ConceptSet
 from diffii_datasets.diffusion.concepts.apply import check_pipeline
 from diffii_datasets.diffusion.pipeline import model_identity
@@ -51,7 +60,11 @@ class DiffIIAugmented(Dataset):
             when (and only when) something must be generated.
         concepts: a ready :class:`~diffii_datasets.diffusion.ConceptSet`; default: learned.
         cache_dir: where stores live (default :func:`default_cache_dir`).
-        classes: class names, when the base dataset has no ``classes``.
+        classes: class names, when the base dataset has no ``classes`` (nor a ``ClassLabel``
+            label column).
+        image_column, label_column: the keys of the image and the label in mapping items
+            (Hugging Face rows such as CIFAR-100's ``{"img", "fine_label"}``); the label
+            column's ``ClassLabel`` names the classes.
         synthetic_probability: in ``"replace"`` mode, the chance that item ``i`` is synthetic.
         mode: ``"replace"`` (``len`` = base; the paper's joint training) or ``"concat"``
             (real items followed by every synthetic item).
@@ -61,7 +74,7 @@ class DiffIIAugmented(Dataset):
         sampling_seed: seed of the replace-mode draws (default ``config.seed``); they depend
             only on (seed, epoch, index), so DataLoader workers and reruns agree.
         device: where a pipeline loaded from ``config.model`` runs.
-        progress: show tqdm bars while generating.
+        progress: show the plan, a bar per stage and the ETAs while generating (else they are logged at INFO).
     """
 
     def __init__(
@@ -74,6 +87,8 @@ class DiffIIAugmented(Dataset):
         concepts: ConceptSet | None = None,
         cache_dir: str | os.PathLike | None = None,
         classes: Sequence[str] | None = None,
+        image_column: str = "image",
+        label_column: str = "label",
         synthetic_probability: float = 0.5,
         mode: str = "replace",
         class_balanced: bool = False,
@@ -98,13 +113,16 @@ class DiffIIAugmented(Dataset):
             _checks.fail(TypeError, "config", "a DiffIIConfig", config)
         if concepts is not None and not isinstance(concepts, ConceptSet):
             _checks.fail(TypeError, "concepts", "a ConceptSet", concepts)
+        columns = Columns(_checks.check_str(image_column, "image_column"),
+                          _checks.check_str(label_column, "label_column"))
+        check_columns(base_dataset, columns)
         if classes is not None:
             names = list(_checks.check_str_sequence(classes, "classes", expected="a list of class names"))
         else:
-            names = find_classes(base_dataset)
+            names = find_classes(base_dataset, columns.label)
             if not names:
-                raise ValueError("could not find class names on base_dataset (no .classes or ClassLabel feature); "
-                                 "pass classes=[...]")
+                raise ValueError(f"could not find class names on base_dataset (no .classes or ClassLabel column "
+                                 f"{columns.label!r}); pass classes=[...]")
             names = list(_checks.check_str_sequence(names, "base_dataset.classes",
                                                     expected="a list of non-empty class names"))
         check_deterministic_source(base_dataset)
@@ -123,6 +141,7 @@ class DiffIIAugmented(Dataset):
         self.config = config
         self.classes = names
         self.class_to_idx = {name: i for i, name in enumerate(names)}
+        self.columns = columns
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.synthetic_probability = synthetic_probability
         self.mode = mode
@@ -136,6 +155,7 @@ class DiffIIAugmented(Dataset):
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._pipeline = pipeline
         self._concepts = concepts
+        self._learned_concepts: ConceptSet | None = None
         self._store: SyntheticStore | None = None
         self.report: SynthesisReport | None = None  # what the last prepare() generated, skipped or repaired
         self._base_targets: list[int] = []
@@ -198,7 +218,7 @@ class DiffIIAugmented(Dataset):
         """
         if self._store is not None:
             return self
-        scan = scan_dataset(self.original, self.classes, cache_dir=self.cache_dir)
+        scan = scan_dataset(self.original, self.classes, cache_dir=self.cache_dir, columns=self.columns)
         job = SynthesisJob(scan.images_by_class, self.classes, self.metaclass, self.config,
                            scan.fingerprint, self.config.model, self._concepts)
         store = job.create_store(self.cache_dir)
@@ -235,10 +255,28 @@ class DiffIIAugmented(Dataset):
 
     @property
     def targets(self) -> list[int]:
-        self.prepare()
+        """The label of every item: the base dataset's in ``"replace"`` mode (read without generating anything),
+        followed by every synthetic item's in ``"concat"`` mode (which generates them first)."""
         if self.mode == "concat":
+            self.prepare()
             return self._base_targets + [record["label"] for record in self._synthetic_records]
+        if not self._base_targets:
+            self._base_targets = dataset_targets(self.original)
         return list(self._base_targets)
+
+    @property
+    def concepts(self) -> ConceptSet | None:
+        """The class concepts behind the synthetic images: the ones given, else the learned ones (prepares first).
+
+        ``None`` when the learned concepts are no longer in the cache (``<cache_dir>/concepts``).
+        """
+        if self._concepts is not None:
+            return self._concepts
+        if self._learned_concepts is None:
+            directory = self.store.learned_concepts_dir()
+            if directory is not None and (directory / "concepts.json").is_file():
+                self._learned_concepts = ConceptSet.load(directory)
+        return self._learned_concepts
 
     @property
     def synthetic(self) -> SyntheticDataset:
@@ -268,8 +306,7 @@ class DiffIIAugmented(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         self.prepare()
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        index = _position(index, len(self), f"a dataset of {len(self)} items")
         if index >= len(self.original):
             image, label = self._load_synthetic(index - len(self.original))
         else:
@@ -290,7 +327,7 @@ class DiffIIAugmented(Dataset):
                 pool = self._synthetic_by_class[label]
                 if pool:
                     return self._load_synthetic(pool[int(rng.integers(len(pool)))])
-        image, _ = parse_item(self.original[index], index)
+        image, _ = parse_item(self.original[index], index, columns=self.columns)
         return to_pil_rgb(image, name=f"base_dataset[{index}] image"), label
 
     def _load_synthetic(self, synthetic_index: int) -> tuple[Image.Image, int]:
@@ -300,7 +337,7 @@ class DiffIIAugmented(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         self.prepare()  # workers must never generate: prepare before the dataset is copied to them
         state = self.__dict__.copy()
-        state["_pipeline"] = None
+        state["_pipeline"] = state["_learned_concepts"] = None  # workers need neither; concepts load again
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -309,10 +346,39 @@ class DiffIIAugmented(Dataset):
             self._epoch.share_memory_()
 
     def __repr__(self) -> str:
-        lines = [f"DiffIIAugmented(mode={self.mode!r}, classes={len(self.classes)}, metaclass={self.metaclass!r}",
-                 f"    base={type(self.original).__name__} with {len(self.original)} items",
-                 f"    store={self._store.path if self._store else '<not prepared>'})"]
-        return "\n".join(lines)
+        """As torchvision's datasets print themselves; reading it generates nothing."""
+        from torchvision.datasets.vision import StandardTransform
+
+        if self.mode == "replace" or self._store is not None:
+            count = str(len(self))
+        else:
+            count = f"{len(self.original)} real + the synthetic ones (not generated yet)"
+        body = [f"Number of datapoints: {count}"]
+        root = getattr(self.original, "root", None)
+        if root is not None:
+            body.append(f"Root location: {root}")
+        body.append(f"Base dataset: {type(self.original).__name__} of {len(self.original)} images in "
+                    f"{len(self.classes)} classes (metaclass {self.metaclass!r})")
+        if self.mode == "replace":
+            balanced = ", class-balanced" if self.class_balanced else ""
+            body.append(f"Mode: replace (synthetic probability {self.synthetic_probability:g}{balanced})")
+        else:
+            body.append("Mode: concat (the real items, then every synthetic item)")
+        if self._store is not None:
+            body.append(f"Store: {self._store.path} ({len(self._synthetic_records)} synthetic images)")
+        else:
+            body.append(f"Store: not prepared yet (under {self.cache_dir})")
+        if self.transform is not None or self.target_transform is not None:
+            body.append(repr(StandardTransform(self.transform, self.target_transform)))
+        return "\n".join([f"Dataset {type(self).__name__}", *(" " * 4 + line for line in body)])
+
+
+def _position(index: int, length: int, what: str) -> int:
+    """``index`` as a position ``0 .. length - 1``: negative ones count from the end, as in a list."""
+    index = operator.index(index)
+    if not -length <= index < length:
+        raise IndexError(f"index {index} out of range for {what}")
+    return index % length
 
 
 class SyntheticDataset(Dataset):
@@ -328,8 +394,7 @@ class SyntheticDataset(Dataset):
         return len(self._parent._synthetic_records)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} synthetic items")
+        index = _position(index, len(self), f"{len(self)} synthetic items")
         image, label = self._parent._load_synthetic(index)
         if self._parent.transform is not None:
             image = self._parent.transform(image)
@@ -339,8 +404,7 @@ class SyntheticDataset(Dataset):
 
     def metadata(self, index: int) -> dict[str, Any]:
         """Provenance of item ``index``: class, source image indices (within the class), lam, suffix, seed, path."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} synthetic items")
+        index = _position(index, len(self), f"{len(self)} synthetic items")
         record = dict(self._parent._synthetic_records[index])
         record["class_name"] = self.classes[record["label"]]
         record["path"] = str(self._parent.store.image_path(record["label"], record["file"]))

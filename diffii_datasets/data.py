@@ -17,20 +17,54 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from diffii_datasets import _checks
 from diffii_datasets._io import fingerprint
 
-__all__ = ["ChainedImages", "ClassImages", "DatasetScan", "ImagesByClass", "check_deterministic_source",
-           "check_same_item", "class_names", "dataset_sample_keys", "dataset_targets", "find_classes", "parse_item",
-           "read_item", "scan_dataset"]
+__all__ = ["ChainedImages", "ClassImages", "Columns", "DatasetScan", "ImagesByClass", "check_columns",
+           "check_deterministic_source", "check_same_item", "class_names", "dataset_sample_keys", "dataset_targets",
+           "find_classes", "parse_item", "read_item", "scan_dataset"]
 
 logger = logging.getLogger(__name__)
 
 
-def find_classes(dataset: Any) -> list[str] | None:
-    """Class names from ``dataset.classes``, a Hugging Face ``ClassLabel`` feature, or a wrapped dataset.
+class Columns(NamedTuple):
+    """The keys of a mapping item that hold the image and the label (Hugging Face rows).
+
+    ``image`` and ``label`` by default; ``Columns("img", "fine_label")`` for CIFAR-100's rows.
+    """
+
+    image: str = "image"
+    label: str = "label"
+
+
+DEFAULT_COLUMNS = Columns()
+
+
+def _features(dataset: Any) -> Mapping[str, Any] | None:
+    """The Hugging Face ``features`` of ``dataset`` or of a dataset it wraps (``.dataset``), if any."""
+    while dataset is not None:
+        features = getattr(dataset, "features", None)
+        if isinstance(features, Mapping):
+            return features
+        dataset = getattr(dataset, "dataset", None)
+    return None
+
+
+def _describe_columns(features: Mapping[str, Any]) -> str:
+    def kind(feature: Any) -> str:
+        names = getattr(feature, "names", None)
+        if names is not None:
+            return f"{type(feature).__name__} of {len(names)} classes"
+        dtype = getattr(feature, "dtype", None)
+        return f"{type(feature).__name__}({dtype!r})" if type(feature).__name__ == "Value" else type(feature).__name__
+
+    return ", ".join(f"{column!r} ({kind(feature)})" for column, feature in features.items())
+
+
+def find_classes(dataset: Any, label_column: str = DEFAULT_COLUMNS.label) -> list[str] | None:
+    """Class names from ``dataset.classes``, the Hugging Face ``ClassLabel`` of ``label_column``, or a wrapped dataset.
 
     Looks through wrappers that keep the wrapped dataset as ``.dataset``
     (``torch.utils.data.Subset`` and friends); ``None`` when nothing names the classes.
@@ -40,31 +74,51 @@ def find_classes(dataset: Any) -> list[str] | None:
         if classes is not None:
             return [str(name) for name in classes]
         features = getattr(dataset, "features", None)
-        label = features.get("label") if isinstance(features, Mapping) else None
+        label = features.get(label_column) if isinstance(features, Mapping) else None
         if label is not None and hasattr(label, "names"):
             return list(label.names)
         dataset = getattr(dataset, "dataset", None)
     return None
 
 
-def class_names(dataset: Any) -> list[str]:
+def class_names(dataset: Any, label_column: str = DEFAULT_COLUMNS.label) -> list[str]:
     """:func:`find_classes`, or a ``TypeError`` saying what the dataset lacks."""
-    names = find_classes(dataset)
+    names = find_classes(dataset, label_column)
     if names is None:
+        features = _features(dataset)
+        has = f"its columns are {_describe_columns(features)}" if features is not None else "it has neither"
         raise TypeError(f"dataset must name its classes (a `classes` list, as torchvision datasets have, or a "
-                        f"ClassLabel 'label' feature); {type(dataset).__name__} has neither")
+                        f"ClassLabel column {label_column!r}); {has}")
     return names
 
 
-def parse_item(item: Any, index: int, *, name: str = "base_dataset") -> tuple[Any, int]:
-    """``(image, int label)`` from a ``(image, label)`` pair or an ``{"image", "label"}`` mapping."""
-    if isinstance(item, Mapping) and "image" in item and "label" in item:
-        image, label = item["image"], item["label"]
+def check_columns(dataset: Any, columns: Columns = DEFAULT_COLUMNS, name: str = "base_dataset") -> None:
+    """A dataset with Hugging Face ``features`` has the image and label columns; the error lists the ones it has."""
+    features = _features(dataset)
+    if features is None:
+        return
+    missing = [f"{role}_column={column!r}" for role, column in zip(columns._fields, columns) if column not in features]
+    if missing:
+        raise ValueError(f"{name} has no column for {' and '.join(missing)}: its columns are "
+                         f"{_describe_columns(features)}; name the image and label columns with image_column= "
+                         "and label_column=")
+
+
+def parse_item(item: Any, index: int, *, name: str = "base_dataset",
+               columns: Columns = DEFAULT_COLUMNS) -> tuple[Any, int]:
+    """``(image, int label)`` from a ``(image, label)`` pair or a mapping with the ``columns`` keys."""
+    if isinstance(item, Mapping):
+        missing = [f"{role}_column={column!r}" for role, column in zip(columns._fields, columns) if column not in item]
+        if missing:
+            raise ValueError(f"{name}[{index}] has no key for {' and '.join(missing)}: its keys are "
+                             f"{', '.join(repr(key) for key in item)}; name the image and label columns with "
+                             "image_column= and label_column=")
+        image, label = item[columns.image], item[columns.label]
     elif isinstance(item, (tuple, list)) and len(item) == 2:
         image, label = item
     else:
-        _checks.fail(TypeError, f"{name}[{index}]", "an (image, label) pair or a mapping with 'image' and 'label' "
-                                                    "keys", item)
+        _checks.fail(TypeError, f"{name}[{index}]", f"an (image, label) pair or a mapping with {columns.image!r} "
+                                                    f"and {columns.label!r} keys", item)
     if hasattr(label, "ndim") and getattr(label, "ndim") == 0 and hasattr(label, "item"):
         label = label.item()  # a 0-d tensor or numpy scalar
     label = _checks.check_int(label, f"the label of {name}[{index}]", expected="an int or a 0-d integer tensor")
@@ -117,8 +171,10 @@ class ClassImages(Sequence[Any]):
     whose items change between reads is an error, never a silently different image.
     """
 
-    def __init__(self, dataset: Any, indices: list[int], digests: list[str] | None, name: str) -> None:
+    def __init__(self, dataset: Any, indices: list[int], digests: list[str] | None, name: str,
+                 columns: Columns = DEFAULT_COLUMNS) -> None:
         self._dataset, self._indices, self._digests, self._name = dataset, indices, digests, name
+        self._columns = columns
 
     def __len__(self) -> int:
         return len(self._indices)
@@ -133,7 +189,7 @@ class ClassImages(Sequence[Any]):
         if isinstance(position, slice):
             return [self[i] for i in range(*position.indices(len(self)))]
         index = self._indices[position]
-        image, _ = read_item(self._dataset, index, self._name)
+        image, _ = read_item(self._dataset, index, self._name, self._columns)
         if self._digests is not None:
             check_same_item(image, self._digests[index], index, self._name)
         return image
@@ -143,11 +199,11 @@ class ImagesByClass(Sequence[ClassImages]):
     """A base dataset's images grouped by class (``images_by_class[c][j]``), read lazily, one item at a time."""
 
     def __init__(self, dataset: Any, targets: Sequence[int], num_classes: int, digests: list[str] | None,
-                 name: str) -> None:
+                 name: str, columns: Columns = DEFAULT_COLUMNS) -> None:
         indices: list[list[int]] = [[] for _ in range(num_classes)]
         for index, label in enumerate(targets):
             indices[label].append(index)
-        self._classes = [ClassImages(dataset, class_indices, digests, name) for class_indices in indices]
+        self._classes = [ClassImages(dataset, class_indices, digests, name, columns) for class_indices in indices]
 
     def __len__(self) -> int:
         return len(self._classes)
@@ -193,11 +249,12 @@ class DatasetScan:
     fingerprint: str
 
 
-def read_item(dataset: Any, index: int, name: str = "base_dataset") -> tuple[Any, int]:
+def read_item(dataset: Any, index: int, name: str = "base_dataset",
+              columns: Columns = DEFAULT_COLUMNS) -> tuple[Any, int]:
     """Item ``index`` of ``dataset`` as ``(RGB PIL image, label)``; errors name the item."""
     from diffii_datasets.images import to_pil_rgb
 
-    image, label = parse_item(dataset[index], index, name=name)
+    image, label = parse_item(dataset[index], index, name=name, columns=columns)
     return to_pil_rgb(image, name=f"{name}[{index}] image"), label
 
 
@@ -229,8 +286,10 @@ def check_deterministic_source(dataset: Any, name: str = "base_dataset") -> None
 
 
 def scan_dataset(dataset: Any, classes: list[str], *, name: str = "base_dataset",
-                 cache_dir: str | os.PathLike | None = None) -> DatasetScan:
+                 cache_dir: str | os.PathLike | None = None, columns: Columns = DEFAULT_COLUMNS) -> DatasetScan:
     """Fingerprint every item of ``dataset`` (pixels and labels), one at a time, keeping no image.
+
+    ``columns``: where the image and the label are in mapping items (Hugging Face rows).
 
     With ``cache_dir``, a dataset that can list its files (a torchvision-style dataset
     with ``samples``, ``_image_files``, ...; see :func:`~diffii_datasets.dataset_files.file_signature`)
@@ -249,10 +308,10 @@ def scan_dataset(dataset: Any, classes: list[str], *, name: str = "base_dataset"
     if items is None:
         items = []
         for index in range(len(dataset)):
-            image, label = read_item(dataset, index, name)
+            image, label = read_item(dataset, index, name, columns)
             items.append([image_digest(image), label])
             if index == 0:  # a random transform shows on the first item read twice (and later on every read)
-                check_same_item(read_item(dataset, 0, name)[0], items[0][0], 0, name)
+                check_same_item(read_item(dataset, 0, name, columns)[0], items[0][0], 0, name)
             _check_label(label, index, classes, name)
         if signature is not None:
             write_scan(cache_dir, signature, items)
@@ -261,7 +320,7 @@ def scan_dataset(dataset: Any, classes: list[str], *, name: str = "base_dataset"
             _check_label(label, index, classes, name)
     targets = [label for _, label in items]
     digests = [digest for digest, _ in items]
-    return DatasetScan(targets, ImagesByClass(dataset, targets, len(classes), digests, name),
+    return DatasetScan(targets, ImagesByClass(dataset, targets, len(classes), digests, name, columns),
                        fingerprint({"classes": classes, "items": items}))
 
 

@@ -83,8 +83,17 @@ __all__ = ["ClassWriter", "StoreDamageError", "StoreFormatError", "StoreHeader",
 
 
 def default_cache_dir() -> Path:
-    """Where stores live by default: ``$DIFFII_DATASETS_CACHE``, else ``~/.cache/diffii-datasets``."""
-    return Path(os.environ.get("DIFFII_DATASETS_CACHE", Path.home() / ".cache" / "diffii-datasets"))
+    """Where stores live by default: ``$DIFFII_DATASETS_CACHE``, else ``$XDG_CACHE_HOME/diffii-datasets``, else
+    ``~/.cache/diffii-datasets``.
+
+    Empty variables count as unset, and so does a relative ``XDG_CACHE_HOME`` (the XDG
+    base directory specification says to ignore one).
+    """
+    own = os.environ.get("DIFFII_DATASETS_CACHE")
+    if own:
+        return Path(own).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") / "diffii-datasets"
 
 
 def _damage(error: FileFormatError) -> str:

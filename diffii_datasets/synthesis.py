@@ -16,6 +16,8 @@ largest class, not the dataset.
 Under ``torchrun`` the ranks of a :class:`~diffii_datasets.distributed.World`
 share the work instead: pending classes are sharded by expected images, concepts
 are learned data-parallel, and rank 0 writes the manifest once every rank is done.
+A :class:`~diffii_datasets.plan.Plan` is shown before any work, and every stage has
+a bar and announces its ETA after its first few steps (:mod:`diffii_datasets.progress`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import functools
 import logging
 import os
 import shutil
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -34,16 +35,19 @@ from typing import Any
 import torch
 from filelock import FileLock
 from PIL import Image
-from tqdm.auto import tqdm
 
 from diffii_datasets._io import FileFormatError, fingerprint, read_json, write_json
+from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.config import LEGACY_NAMES, DiffIIConfig
 from diffii_datasets.diffusion.concepts import ConceptSet, learn_concepts
-from diffii_datasets.diffusion.concepts.config import RECIPE_0_1, concept_recipe, recipe_differences
+from diffii_datasets.diffusion.concepts.config import RECIPE_0_1, ConceptConfig, concept_recipe, recipe_differences
 from diffii_datasets.diffusion.generator import generate_class, invert_class, num_synthetic
+from diffii_datasets.diffusion.pipeline import execution_device, loading_bars, pipeline_resolution
 from diffii_datasets.diffusion.suffixes import suffix_provider
 from diffii_datasets.distributed import World, check_shared_filesystem, shard_classes
 from diffii_datasets.data import ChainedImages
+from diffii_datasets.plan import CONCEPTS, GENERATION, INVERSION, format_duration, plan_run
+from diffii_datasets.progress import RunProgress, StageProgress
 from diffii_datasets.store import StoreDamageError, StoreHeader, StoreProblem, SyntheticStore
 
 logger = logging.getLogger(__name__)
@@ -161,8 +165,8 @@ def _versions() -> dict[str, str]:
 def _open_class_problems(store: SyntheticStore, classes: Sequence[int]) -> list[StoreProblem]:
     problems = store.verify(classes)
     for problem in problems:
-        warnings.warn(f"store {store.path}: class {problem.class_index} file {problem.file} is "
-                      f"{problem.reason}; the class will be regenerated", RuntimeWarning, stacklevel=3)
+        warn_at_caller(f"store {store.path}: class {problem.class_index} file {problem.file} is "
+                       f"{problem.reason}; the class will be regenerated", RuntimeWarning)
     return problems
 
 
@@ -188,6 +192,9 @@ def synthesize(
     ``pipeline_factory`` is called at most once, and only when this process has
     work, so a complete store costs no diffusion work. ``concepts_root`` caches
     learned concept sets across stores (they do not depend on generation knobs).
+    With work to do, the :class:`~diffii_datasets.plan.Plan` of it is shown first;
+    ``progress`` shows it, a bar per stage and the ETAs on stderr (else they are
+    logged at INFO).
 
     With a ``world`` of several ranks every rank calls this with the same arguments:
     after checking that all ranks see the store, the pending classes are dealt out by
@@ -217,24 +224,32 @@ def _synthesize(store: SyntheticStore, job: SynthesisJob, pipeline_factory: Call
     for class_index in report.skipped:
         logger.info("class %d (%s) is already in the store %s, skipped", class_index, job.class_names[class_index],
                     store.path)
+    board = RunProgress(progress, prefix=f"rank {world.rank}: " if world.size > 1 else "",
+                        first_position=2 * world.rank)
+    pipeline = _pipeline_once(pipeline_factory, job.config, progress)
     if todo:
         counts = job.expected_counts()
         mine = shard_classes({c: counts[c] for c in todo}, world.size)[world.rank]
         if world.size > 1:
             logger.info("rank %d of %d: %d of %d pending classes (%d images)", world.rank, world.size, len(mine),
                         len(todo), sum(counts[c] for c in mine))
-        pipeline = functools.cache(pipeline_factory)
-        concepts = _concept_stage(store, job, pipeline, Path(concepts_root), progress, world)
-        if mine:
-            pipe = pipeline()
-            suffixes = _suffixes(store, job)
-            concepts.apply(pipe)
-            try:
-                _generate(store, job, pipe, concepts, suffixes, mine, report, progress, world)
-            finally:
-                concepts.remove(pipe)
+        if world.is_main:
+            for line in plan_run(job, store, Path(concepts_root), todo, world.size).lines():
+                board.announce(line)
+        try:
+            concepts = _concept_stage(store, job, pipeline, Path(concepts_root), board, world)
+            if mine:
+                pipe = pipeline()
+                suffixes = _suffixes(store, job)
+                concepts.apply(pipe)
+                try:
+                    _generate(store, job, pipe, concepts, suffixes, mine, report, board, world)
+                finally:
+                    concepts.remove(pipe)
+        finally:
+            board.close()
     else:
-        _repair_shared_stage(store, job, pipeline_factory, Path(concepts_root), progress, world)
+        _repair_shared_stage(store, job, pipeline, Path(concepts_root), board, world)
     world.barrier()  # every rank has committed its classes (or found them done)
     complete = False
     if world.is_main and all(store.is_committed(c) for c in all_classes):
@@ -245,8 +260,25 @@ def _synthesize(store: SyntheticStore, job: SynthesisJob, pipeline_factory: Call
     return report
 
 
-def _repair_shared_stage(store: SyntheticStore, job: SynthesisJob, pipeline_factory: Callable[[], Any],
-                         concepts_root: Path, progress: bool, world: World) -> None:
+def _pipeline_once(factory: Callable[[], Any], config: DiffIIConfig, progress: bool) -> Callable[[], Any]:
+    """``factory`` called at most once, its loading bars shown only with ``progress``, its size checked."""
+
+    @functools.cache
+    def pipeline() -> Any:
+        with loading_bars(progress):
+            pipe = factory()
+        own = pipeline_resolution(pipe)
+        if config.resolution is not None and config.resolution != own:
+            warn_at_caller(f"resolution={config.resolution} differs from the pipeline's own {own} px: inversion and "
+                           f"generation run at {config.resolution} px, a size the model was not trained for (expect "
+                           "worse images); resolution=None uses the pipeline's own")
+        return pipe
+
+    return pipeline
+
+
+def _repair_shared_stage(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], Any],
+                         concepts_root: Path, board: RunProgress, world: World) -> None:
     """With nothing to generate: derive damaged suffixes again, learn damaged cached concepts again.
 
     Both only steer the generation of classes still to come, but a store is kept whole:
@@ -259,7 +291,7 @@ def _repair_shared_stage(store: SyntheticStore, job: SynthesisJob, pipeline_fact
             _suffixes(store, job)
         damaged = job.concepts is None and directory.exists() and not _loads(directory)
     if world.broadcast(damaged):
-        _concept_stage(store, job, functools.cache(pipeline_factory), concepts_root, progress, world)
+        _concept_stage(store, job, pipeline, concepts_root, board, world)
 
 
 def _loads(directory: Path) -> bool:
@@ -281,7 +313,7 @@ def _pending(store: SyntheticStore, classes: list[int], world: World) -> tuple[l
 
 
 def _concept_stage(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], Any], concepts_root: Path,
-                   progress: bool, world: World) -> ConceptSet:
+                   board: RunProgress, world: World) -> ConceptSet:
     """:func:`_concepts` under a lock of the concept key, after checking the cached set.
 
     The lock (``<cache>/locks/concepts-<key>.lock``) is per key, not per store, so stores
@@ -307,11 +339,11 @@ def _concept_stage(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[
                 trash = directory.with_name(f".trash-{directory.name}-{os.getpid()}")
                 os.rename(directory, trash)
                 shutil.rmtree(trash, ignore_errors=True)
-        return _concepts(store, job, pipeline, concepts_root, progress, world)
+        return _concepts(store, job, pipeline, concepts_root, board, world)
 
 
 def _concepts(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], Any], concepts_root: Path,
-              progress: bool, world: World) -> ConceptSet:
+              board: RunProgress, world: World) -> ConceptSet:
     """The job's concepts: given, cached under ``concepts_root``, or learned now (by all ranks together)."""
     if job.concepts is not None:
         return job.concepts
@@ -324,7 +356,7 @@ def _concepts(store: SyntheticStore, job: SynthesisJob, pipeline: Callable[[], A
         else:
             if world.is_main:
                 _log_concepts_learned_otherwise(Path(concepts_root), job)
-            concepts = _learn(store, job, pipeline(), progress, world)
+            concepts = _learn(store, job, pipeline(), board, world)
             if world.is_main:
                 concepts.save(directory)
                 write_json(directory / _CONCEPTS_ORIGIN, job.concepts_origin())
@@ -362,16 +394,31 @@ def _log_concepts_learned_otherwise(concepts_root: Path, job: SynthesisJob) -> N
                         manifest_path.parent, ", ".join(f"concept_{k}={v!r}" for k, v in RECIPE_0_1.items()))
 
 
-def _learn(store: SyntheticStore, job: SynthesisJob, pipe: Any, progress: bool, world: World) -> ConceptSet:
+def _learn(store: SyntheticStore, job: SynthesisJob, pipe: Any, board: RunProgress, world: World) -> ConceptSet:
     empty = [name for name, images in zip(job.class_names, job.images_by_class) if not images]
     if empty:
         raise ValueError(f"cannot learn concepts for classes with no images: {empty}; "
                          "pass concepts= or drop those classes")
-    logger.info("learning class concepts (%d steps%s)", job.config.concept_train_steps,
+    steps = job.config.concepts.train_steps
+    logger.info("learning class concepts (%d steps%s)", steps,
                 f", data-parallel on {world.size} ranks" if world.size > 1 else "")
+    on_cpu = execution_device(pipe).type == "cpu"
+
+    def warn_if_long_on_cpu(stage: StageProgress) -> None:
+        if on_cpu and steps >= ConceptConfig().train_steps:  # the published recipe's
+            warn_at_caller(f"learning concepts for {steps:,} steps (the published recipe) on a CPU will take about "
+                           f"{format_duration(stage.remaining_seconds() or 0)} at the measured {stage.speed()}. Use "
+                           "a GPU, pass ready concepts, or lower concept_train_steps (--concept-train-steps) for a "
+                           "quick look")
+
+    clock = board.stage(CONCEPTS, steps, "step", bar=False, on_measured=warn_if_long_on_cpu) if world.is_main \
+        else None
+    if clock is not None:
+        clock.resume()
     return learn_concepts(pipe, job.images_by_class, job.class_names, job.metaclass,
-                          job.config.concepts, seed=job.config.seed,
-                          work_dir=store.work_dir / "concepts", progress=progress, world=world)
+                          job.config.concepts, seed=job.config.seed, work_dir=store.work_dir / "concepts",
+                          progress=board.show, callback=(lambda step, _: clock.advance_to(step)) if clock else None,
+                          world=world)
 
 
 def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
@@ -391,13 +438,13 @@ def _suffixes(store: SyntheticStore, job: SynthesisJob) -> list[str]:
 
 
 def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: ConceptSet, suffixes: list[str],
-              todo: list[int], report: SynthesisReport, progress: bool, world: World) -> None:
+              todo: list[int], report: SynthesisReport, board: RunProgress, world: World) -> None:
     generation = job.config.generation
     counts = job.expected_counts()
-    prefix = f"rank {world.rank}: " if world.size > 1 else ""
-    # One bar per rank (its own terminal line): the class in progress, images done/total and images/s.
-    bar = tqdm(total=sum(counts[c] for c in todo), unit="img", disable=not progress, desc=f"{prefix}Diff-II",
-               position=world.rank, dynamic_ncols=True)
+    real_counts = [len(images) for images in job.images_by_class]
+    # Two bars per rank (their own terminal lines), advanced at every UNet step: images done/total and images/s.
+    inversion = board.stage(INVERSION, sum(real_counts[c] for c in todo), "image")
+    creation = board.stage(GENERATION, sum(counts[c] for c in todo), "image")
     for class_index in todo:
         name = job.class_names[class_index]
         with store.class_lock(class_index):
@@ -405,22 +452,30 @@ def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: Con
             if store.is_committed(class_index) and class_index not in broken:
                 logger.info("class %d (%s) was completed by another process, skipped", class_index, name)
                 report.skipped.append(class_index)
-                bar.update(counts[class_index])
+                inversion.skip(real_counts[class_index])
+                creation.skip(counts[class_index])
                 continue
             store.remove_stale_temporaries(class_index)
             inversions = _reusable_inversions(store, class_index)
             store.discard(class_index)
-            bar.set_description_str(f"{prefix}{name[:30]}")
+            inversion.describe(name[:30])
+            creation.describe(name[:30])
             tokens = concepts.class_tokens(class_index)
             images = list(job.images_by_class[class_index])  # one class in memory at a time
             with store.writing(class_index) as writer:
                 for index, image in enumerate(images):
                     writer.add_real(index, image)
                 if inversions is None:
-                    inversions = invert_class(pipe, images, tokens, job.metaclass, generation)
+                    inversion.resume()
+                    inversions = invert_class(pipe, images, tokens, job.metaclass, generation,
+                                              on_step=inversion.advance)
+                else:
+                    inversion.skip(real_counts[class_index])
                 writer.write_inversions(inversions)
+                creation.resume()
                 for sample in generate_class(pipe, inversions, tokens, job.metaclass, suffixes, generation,
-                                             seed=job.config.seed, class_index=class_index):
+                                             seed=job.config.seed, class_index=class_index,
+                                             on_step=creation.advance):
                     writer.add(sample.image, {
                         "index": sample.index,
                         "source_indices": list(sample.source_indices),
@@ -428,10 +483,8 @@ def _generate(store: SyntheticStore, job: SynthesisJob, pipe: Any, concepts: Con
                         "suffix": sample.suffix,
                         "seed": sample.seed,
                     })
-                    bar.update(1)
             report.generated.append(class_index)
-            logger.info("%sclass %d (%s): committed %d images", prefix, class_index, name, counts[class_index])
-    bar.close()
+            logger.info("%sclass %d (%s): committed %d images", board.prefix, class_index, name, counts[class_index])
 
 
 def _reusable_inversions(store: SyntheticStore, class_index: int) -> torch.Tensor | None:

@@ -1,5 +1,6 @@
 """The command line, run in a subprocess as a user would."""
 
+import re
 import subprocess
 import sys
 
@@ -10,12 +11,17 @@ from diffii_datasets import __version__
 from tests.helpers.cli import child_env
 
 
-def _demo(out):
+def _demo(out, *extra):
     return subprocess.run(
         [sys.executable, "-m", "diffii_datasets", "demo", "--output-dir", str(out),
-         "--denoising-steps", "2", "--concept-train-steps", "2", "--quiet"],
+         "--denoising-steps", "2", "--concept-train-steps", "2", *extra],
         capture_output=True, text=True, timeout=300,
     )
+
+
+# What the demo may write on stderr: its plan, ETA lines and the bars of its stages; nothing from the libraries.
+OWN_STDERR = re.compile(r"(Diff-II plan: |  concept learning |  DDIM inversion |  generation |  total |ETA "
+                        r"|Encoding images: |Learning concepts: |DDIM inversion: |generation: )")
 
 
 def test_demo_runs_end_to_end_then_reuses_its_store(tmp_path):
@@ -27,9 +33,14 @@ def test_demo_runs_end_to_end_then_reuses_its_store(tmp_path):
     assert "generated 24 synthetic images for 3 classes" in first.stdout
     with Image.open(preview) as image:
         assert image.format == "PNG" and image.width > 200 and image.height > 100
-    second = _demo(out)
+    assert "Diff-II plan: 3 of 3 classes to generate" in first.stderr
+    assert "12/12 img" in first.stderr and "24/24 img" in first.stderr
+    lines = [line for line in re.split(r"[\r\n]|\x1b\[A", first.stderr) if line.strip()]
+    assert [line for line in lines if not OWN_STDERR.match(line)] == []
+    second = _demo(out, "--quiet")
     assert second.returncode == 0, second.stderr
     assert "reused the existing store: nothing generated (3 classes already complete)" in second.stdout
+    assert second.stderr == ""
 
 
 def test_unknown_command_fails_with_usage():

@@ -31,7 +31,7 @@ from tests.helpers.cli import (
     store_path_from,
 )
 
-COMMANDS = ("demo", "generate", "info", "verify", "preview", "export", "push")
+COMMANDS = ("demo", "generate", "plan", "info", "verify", "preview", "export", "push")
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +214,32 @@ def test_generate_writes_a_complete_store_and_says_where(generated, inputs):
     assert [store.class_record(c)["count"] for c in range(3)] == EXPECTED_COUNTS
     assert list(store.header.classes) == CLASS_NAMES and store.header.model == str(inputs[1])
     assert len(list((generated.cache / "concepts").iterdir())) == 1
+
+
+def test_a_quiet_generate_prints_only_its_own_warnings(generated):
+    # The model is loaded from a directory and the learned concepts applied to it: no loading bars, no
+    # library notices (mean resizing, LoRA keys, deprecated keywords), only this package's one-line warnings.
+    lines = generated.result.stderr.splitlines()
+    assert lines and all(line.startswith("diffii-datasets generate: warning: ") for line in lines), lines
+
+
+def test_plan_counts_a_fresh_caches_work_and_none_for_a_complete_store(generated, inputs, capsys, tmp_path):
+    root, model = inputs
+    flags = ["--root", str(root), "--model", str(model), *FAST_FLAGS]
+    status, out, _ = _main(capsys, "plan", "cub-5shot", "--cache-dir", str(tmp_path / "fresh"), *flags)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("cub-5shot: 5 real images in 3 classes (metaclass 'bird')")
+    assert lines[1] == "Diff-II plan: 3 of 3 classes to generate; images at 32 px, concepts learned at 32 px"
+    assert lines[2].split() == "concept learning 3 steps x batch 2 6 UNet evaluations (forward and backward)".split()
+    assert lines[3].split() == "DDIM inversion 5 images x 4 steps 20 UNet evaluations".split()
+    assert lines[4].split() == "generation 10 images x 3 steps x 2 (guidance 7.5) 60 UNet evaluations".split()
+    assert lines[5].split() == ["total", "86", "UNet", "evaluations"]
+    assert lines[6].endswith("(not made yet)") and not (tmp_path / "fresh").exists()
+    status, out, _ = _main(capsys, "plan", "cub-5shot", "--cache-dir", str(generated.cache), *flags)
+    assert status == 0
+    assert "0 of 3 classes to generate (3 already in the store)" in out and "none: nothing to generate" in out
+    assert out.splitlines()[-1] == f"store: {generated.store} (complete)"
 
 
 def test_generate_again_skips_what_is_in_the_store(generated, inputs):

@@ -14,6 +14,7 @@ from diffii_datasets.datasets.settings import get_setting, list_settings
 from diffii_datasets.diffusion.concepts import ConceptSet
 from diffii_datasets.diffusion.concepts.config import RECIPE_0_1, concept_recipe
 from diffii_datasets.distributed import World
+from diffii_datasets.progress import RunProgress
 from diffii_datasets.hf.builder import DiffIIBuilder
 from diffii_datasets.testing import tiny_pipeline
 from tests.helpers.augment import FAST_CONFIG, make_dataset
@@ -89,7 +90,7 @@ def test_concepts_of_the_old_recipe_are_not_reused_and_the_log_says_why(tmp_path
     unrecorded.save(root / "before-recipes")
     store = job.create_store(tmp_path / "stores")
     with caplog.at_level(logging.INFO, logger="diffii_datasets.synthesis"):
-        concepts = synthesis._concepts(store, job, lambda: tiny_pipeline(seed=0), root, False, World())
+        concepts = synthesis._concepts(store, job, lambda: tiny_pipeline(seed=0), root, RunProgress(False), World())
     assert concepts.identity() not in (old.identity(), unrecorded.identity())
     assert concepts.recipe == concept_recipe(FAST_CONFIG.concepts, 0)
     assert ConceptSet.load(root / job.concepts_key()).recipe == concepts.recipe  # concepts.json records it
@@ -101,7 +102,7 @@ def test_concepts_of_the_old_recipe_are_not_reused_and_the_log_says_why(tmp_path
     assert "record no recipe" in about_unrecorded and "concept_crop='squash'" in about_unrecorded
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="diffii_datasets.synthesis"):
-        again = synthesis._concepts(store, job, lambda: None, root, False, World())
+        again = synthesis._concepts(store, job, lambda: None, root, RunProgress(False), World())
     assert again.identity() == concepts.identity()
     assert [record.getMessage() for record in caplog.records] == [
         f"reusing learned concepts from {root / job.concepts_key()}"]

@@ -13,6 +13,7 @@ from torchvision.datasets import ImageFolder
 from diffii_datasets import synthesis
 from diffii_datasets.data import scan_dataset
 from diffii_datasets.distributed import World
+from diffii_datasets.progress import RunProgress
 from diffii_datasets.synthesis import SynthesisJob
 from diffii_datasets.testing import tiny_pipeline
 from tests.helpers.augment import FAST_CONFIG, make_dataset, make_wrapper
@@ -94,7 +95,7 @@ def test_two_configs_sharing_a_cache_learn_their_concepts_once(tmp_path, pipe, m
     def stage(store, job):
         try:
             results.append(synthesis._concept_stage(store, job, lambda: pipe, tmp_path / "cache" / "concepts",
-                                                    False, World()))
+                                                    RunProgress(False), World()))
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
 

@@ -25,7 +25,7 @@ def add_commands(add_command: AddCommand) -> None:
                        EPILOG, run_demo)
     demo.add_argument("--output-dir", default="demo-output", help="where to write the preview (default: %(default)s)")
     add_knob_flags(demo, [item for item in DiffIIConfig.knobs() if item.name in DEMO_KNOBS], DEMO_KNOBS)
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no plan, progress bars or library notices")
 
 
 def run_demo(args: argparse.Namespace) -> int:

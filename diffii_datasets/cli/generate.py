@@ -51,31 +51,36 @@ _COUNT_FLAGS = {"few-shot": ("--shots", "N"), "long-tail": ("--imbalance-factor"
 def add_commands(add_command: AddCommand) -> None:
     generate = add_command("generate", "learn concepts if needed, then generate a setting's synthetic images into "
                                        "a store", EPILOG, run_generate)
-    settings = [setting.name for setting in list_settings()]
-    generate.add_argument("setting", metavar="SETTING", choices=settings + list(FAMILIES),
-                          help=f"a paper setting ({', '.join(settings)}) or a family with --shots / "
-                               f"--imbalance-factor ({', '.join(FAMILIES)})")
-    generate.add_argument("--root", required=True, help="folder holding the datasets in torchvision's layouts")
-    generate.add_argument("--cache-dir", help="where stores (and learned concepts) live; on a filesystem all ranks "
-                                              "of a launch share (default: $DIFFII_DATASETS_CACHE or "
-                                              "~/.cache/diffii-datasets)")
-    generate.add_argument("--shots", type=positive_int, help="images per class, for the few-shot families "
-                                                             f"({', '.join(_family_names('few-shot'))})")
-    generate.add_argument("--imbalance-factor", type=float, help="long-tail imbalance factor, for the long-tail "
-                                                                 f"families ({', '.join(_family_names('long-tail'))})")
-    generate.add_argument("--profile", choices=LONG_TAIL_PROFILES, default=LONG_TAIL_PROFILES[0],
-                          help="long-tail profile (default: %(default)s)")
-    generate.add_argument("--subset-seed", type=int, help="seed that draws the training subset (default: --seed)")
-    generate.add_argument("--concepts", help="a saved concept set (ConceptSet.save) to use instead of learning one")
+    add_setting_arguments(generate)
     generate.add_argument("--released", action="store_true",
                           help="use the authors' released concepts, suffixes and training subset of SETTING "
                                f"(from {REPO_ID}) instead of learning concepts and drawing a subset")
     add_released_flags(generate)
-    generate.add_argument("--config", help="a DiffIIConfig JSON file; flags below override its knobs")
     generate.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")
-    generate.add_argument("--download", action="store_true", help="download a missing dataset where torchvision can")
-    generate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    knobs = generate.add_argument_group("Diff-II settings", "every knob of DiffIIConfig; defaults are the paper's")
+    generate.add_argument("-q", "--quiet", action="store_true", help="no plan, progress bars or library notices")
+
+
+def add_setting_arguments(command: argparse.ArgumentParser) -> None:
+    """The arguments that name a setting, its data and its config: ``generate``'s, which ``plan`` shares."""
+    settings = [setting.name for setting in list_settings()]
+    command.add_argument("setting", metavar="SETTING", choices=settings + list(FAMILIES),
+                         help=f"a paper setting ({', '.join(settings)}) or a family with --shots / "
+                              f"--imbalance-factor ({', '.join(FAMILIES)})")
+    command.add_argument("--root", required=True, help="folder holding the datasets in torchvision's layouts")
+    command.add_argument("--cache-dir", help="where stores (and learned concepts) live; on a filesystem all ranks "
+                                             "of a launch share (default: $DIFFII_DATASETS_CACHE, else "
+                                             "$XDG_CACHE_HOME/diffii-datasets, else ~/.cache/diffii-datasets)")
+    command.add_argument("--shots", type=positive_int, help="images per class, for the few-shot families "
+                                                            f"({', '.join(_family_names('few-shot'))})")
+    command.add_argument("--imbalance-factor", type=float, help="long-tail imbalance factor, for the long-tail "
+                                                                f"families ({', '.join(_family_names('long-tail'))})")
+    command.add_argument("--profile", choices=LONG_TAIL_PROFILES, default=LONG_TAIL_PROFILES[0],
+                         help="long-tail profile (default: %(default)s)")
+    command.add_argument("--subset-seed", type=int, help="seed that draws the training subset (default: --seed)")
+    command.add_argument("--concepts", help="a saved concept set (ConceptSet.save) to use instead of learning one")
+    command.add_argument("--config", help="a DiffIIConfig JSON file; flags below override its knobs")
+    command.add_argument("--download", action="store_true", help="download a missing dataset where torchvision can")
+    knobs = command.add_argument_group("Diff-II settings", "every knob of DiffIIConfig; defaults are the paper's")
     add_knob_flags(knobs, DiffIIConfig.knobs())
 
 
@@ -174,19 +179,25 @@ def _load_training_set(args: argparse.Namespace, seed: int, first: bool) -> tupl
     return splits.train, splits.metaclass, None
 
 
+def concepts_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~diffii_datasets.diffusion.ConceptSet` that ``--concepts`` names, or None."""
+    from diffii_datasets.diffusion.concepts import ConceptSet
+
+    if args.concepts is None:
+        return None
+    try:
+        return ConceptSet.load(args.concepts)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"--concepts {args.concepts}: {error}") from None
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from diffii_datasets.augmented import DiffIIAugmented
-    from diffii_datasets.diffusion.concepts import ConceptSet
     from diffii_datasets.distributed import distributed_world
 
     check_released_flags(args)
     config = config_from_args(args)
-    concepts = None
-    if args.concepts is not None:
-        try:
-            concepts = ConceptSet.load(args.concepts)
-        except (OSError, ValueError) as error:
-            raise CommandError(f"--concepts {args.concepts}: {error}") from None
+    concepts = concepts_from_args(args)
     subset_seed = config.seed if args.subset_seed is None else args.subset_seed
     with distributed_world(device=args.device) as world:
         # Rank 0 loads (and with --download fetches) the data first; the others then read it.

@@ -11,7 +11,7 @@ code is what produced the published numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -78,6 +78,7 @@ def two_stage_denoise(
     resolution: int | None = None,
     prompt_encoder: PromptEncoder | None = None,
     autocast_dtype: str | torch.dtype | None = None,
+    on_step: Callable[[float], None] | None = None,
 ):
     """Denoise x_T ``latents`` ``[B, C, h, w]`` with DDIM and classifier-free guidance in two prompt stages.
 
@@ -89,7 +90,9 @@ def two_stage_denoise(
     expected latent size, by default the pipeline's. ``autocast_dtype``
     (``"bfloat16"`` or ``"float16"``) runs the UNet and the VAE under autocast
     (see :func:`~diffii_datasets.diffusion.pipeline.model_autocast`); ``None``, the
-    default, runs them in the pipeline's own dtype.
+    default, runs them in the pipeline's own dtype. ``on_step(images)`` is called after
+    every UNet step with the images' worth of work it did (the batch over the steps);
+    with it, the pipeline's own step bar is not shown.
 
     Returns a list of RGB ``PIL.Image`` (``"pil"``), a float32 tensor
     ``[B, 3, H, W]`` in [0, 1] (``"pt"``) or the final float32 latents
@@ -128,10 +131,14 @@ def two_stage_denoise(
         plain = encoder(prompts[start:stop]) if not all(use_suffix) else None
         suffixed = encoder(suffixed_prompts[start:stop]) if any(use_suffix) else None
         uncond = encoder([""]).expand(stop - start, -1, -1) if guided else None
+        timesteps = scheduler.timesteps if on_step is not None else pipe.progress_bar(scheduler.timesteps)
+        per_step = (stop - start) / len(scheduler.timesteps)
         with model_autocast(pipe, autocast_dtype):
-            for t, with_suffix in zip(pipe.progress_bar(scheduler.timesteps), use_suffix):
+            for t, with_suffix in zip(timesteps, use_suffix):
                 noise = predict_noise(pipe, x, t, suffixed if with_suffix else plain, uncond, guidance_scale)
                 x = scheduler.step(noise, t, x, return_dict=False)[0]
+                if on_step is not None:
+                    on_step(per_step)
             if output_type == "latent":
                 results.append(x)
                 continue

@@ -13,7 +13,7 @@ order, in how many processes, on which device, or with which batch size
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,18 +113,21 @@ def _check_config(config: Any) -> GenerationConfig:
     return config
 
 
-def invert_class(pipe, images: Sequence[Any], tokens: str, metaclass: str, config: GenerationConfig) -> torch.Tensor:
+def invert_class(pipe, images: Sequence[Any], tokens: str, metaclass: str, config: GenerationConfig, *,
+                 on_step: Callable[[float], None] | None = None) -> torch.Tensor:
     """The inversion pool of one class: x_T ``[N, C, h, w]``, float32 on the CPU, one row per image.
 
     Each image (anything :func:`~diffii_datasets.images.to_rgb_tensor` accepts)
-    is inverted with the prompt ``"a photo of a <tokens> <metaclass>"``.
+    is inverted with the prompt ``"a photo of a <tokens> <metaclass>"``. ``on_step``:
+    see :func:`~diffii_datasets.diffusion.inversion.ddim_invert`.
     """
     config = _check_config(config)
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
         raise TypeError(f"images must be a sequence of images, got {type(images).__name__}")
     prompt = build_prompt(tokens, metaclass)
     inversions = ddim_invert(pipe, images, prompt, config.inversion_steps, config.inversion_guidance_scale,
-                             config.batch_size, resolution=config.resolution, autocast_dtype=config.autocast_dtype)
+                             config.batch_size, resolution=config.resolution, autocast_dtype=config.autocast_dtype,
+                             on_step=on_step)
     return inversions.float().cpu()
 
 
@@ -148,6 +151,7 @@ def generate_class(
     *,
     seed: int,
     class_index: int,
+    on_step: Callable[[float], None] | None = None,
 ) -> Iterator[SyntheticSample]:
     """Stream the synthetic images of one class from its inversion pool.
 
@@ -156,6 +160,7 @@ def generate_class(
     sample and drop it. A class with no image yields nothing; a class with one
     image starts every sample from Gaussian noise. With ``split_ratio > 0`` at
     least one suffix is required; with ``split_ratio == 0`` suffixes are unused.
+    ``on_step``: see :func:`~diffii_datasets.diffusion.denoise.two_stage_denoise`.
     """
     config = _check_config(config)
     if not isinstance(inversions, torch.Tensor) or inversions.ndim == 0:
@@ -181,7 +186,7 @@ def generate_class(
     check_prompt_length(pipe.tokenizer, [_expanded(pipe, prompt) for prompt in suffixed_prompts])
     logger.info("class %d: %d synthetic images from %d inversions", class_index, count, num_images)
     return _generate(pipe, inversions.float().cpu(), build_prompt(tokens, metaclass), suffixed_prompts, suffix_list,
-                     plan, config, class_seed_value)
+                     plan, config, class_seed_value, on_step)
 
 
 def _expanded(pipe: Any, prompt: str) -> str:
@@ -191,7 +196,8 @@ def _expanded(pipe: Any, prompt: str) -> str:
 
 
 def _generate(pipe, inversions: torch.Tensor, prompt: str, suffixed_prompts: list[str], suffixes: list[str],
-              plan: ClassPlan, config: GenerationConfig, class_seed_value: int) -> Iterator[SyntheticSample]:
+              plan: ClassPlan, config: GenerationConfig, class_seed_value: int,
+              on_step: Callable[[float], None] | None) -> Iterator[SyntheticSample]:
     encoder = PromptEncoder(pipe)  # one per class: each distinct prompt is encoded once
     for start in range(0, plan.count, config.batch_size):
         stop = min(start + config.batch_size, plan.count)
@@ -211,7 +217,7 @@ def _generate(pipe, inversions: torch.Tensor, prompt: str, suffixed_prompts: lis
         split_ratio = config.split_ratio if batch_suffixed is not None else 0.0
         images = two_stage_denoise(pipe, latents, prompt, batch_suffixed, split_ratio, config.denoising_steps,
                                    config.guidance_scale, "pil", stop - start, resolution=config.resolution,
-                                   prompt_encoder=encoder, autocast_dtype=config.autocast_dtype)
+                                   prompt_encoder=encoder, autocast_dtype=config.autocast_dtype, on_step=on_step)
         for offset, image in enumerate(images):
             index = start + offset
             yield SyntheticSample(

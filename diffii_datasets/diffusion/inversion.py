@@ -12,7 +12,7 @@ call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,7 @@ def ddim_invert(
     resolution: int | None = None,
     prompt_encoder: PromptEncoder | None = None,
     autocast_dtype: str | torch.dtype | None = None,
+    on_step: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
     """DDIM-invert ``images`` conditioned on ``prompts``; returns x_T, float32 on the pipeline's device.
 
@@ -116,7 +117,10 @@ def ddim_invert(
     (pass a shared ``prompt_encoder`` to reuse them across calls).
     ``autocast_dtype`` (``"bfloat16"`` or ``"float16"``) runs the UNet under
     autocast (the VAE encodes in the pipeline's dtype); ``None``, the default,
-    runs everything in the pipeline's own dtype.
+    runs everything in the pipeline's own dtype. ``on_step(images)`` is called after
+    every UNet step with the images' worth of work it did (the batch over the steps),
+    so a caller's bar counts images smoothly; with it, the pipeline's own step bar
+    is not shown.
     """
     from diffusers import DDIMInverseScheduler
 
@@ -143,9 +147,12 @@ def ddim_invert(
         uncond = encoder([""]).expand(stop - start, -1, -1) if guided else None
         # The image is encoded once in the pipeline's dtype: its latent is what 200 steps build on.
         latents = encode_images(pipe, load_image_batch(images, start, stop, resolution))
+        per_step = (stop - start) / len(scheduler.timesteps)
         with model_autocast(pipe, autocast_dtype):
-            for t in pipe.progress_bar(scheduler.timesteps):
+            for t in scheduler.timesteps if on_step is not None else pipe.progress_bar(scheduler.timesteps):
                 noise = predict_noise(pipe, latents, t, cond, uncond, guidance_scale)
                 latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+                if on_step is not None:
+                    on_step(per_step)
         results.append(latents)
     return torch.cat(results)

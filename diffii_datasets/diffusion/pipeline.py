@@ -15,7 +15,8 @@ import hashlib
 import inspect
 import logging
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "execution_device",
     "latent_shape",
     "load_pipeline",
+    "loading_bars",
     "make_scheduler",
     "model_identity",
     "model_autocast",
@@ -75,10 +77,39 @@ def load_pipeline(
     hint = ("runwayml's SD-1.5 repo was removed; its maintained copy is stable-diffusion-v1-5/stable-diffusion-v1-5"
             if source.startswith("runwayml/") else "")
     options = {} if local_files_only is None else {"local_files_only": local_files_only}
-    pipe = from_pretrained(StableDiffusionPipeline, source, "Stable Diffusion", hint=hint, torch_dtype=torch_dtype,
-                           safety_checker=None, feature_extractor=None, requires_safety_checker=False, **options)
+    options[_dtype_keyword()] = torch_dtype
+    pipe = from_pretrained(StableDiffusionPipeline, source, "Stable Diffusion", hint=hint, safety_checker=None,
+                           feature_extractor=None, requires_safety_checker=False, **options)
     logger.info("loaded %s as %s on %s", source, torch_dtype, device)
     return pipe.to(device)
+
+
+def _dtype_keyword() -> str:
+    """How ``from_pretrained`` takes the dtype: ``dtype`` since diffusers 0.40 (``torch_dtype`` warns there)."""
+    import diffusers
+
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", diffusers.__version__).groups())
+    return "dtype" if (major, minor) >= (0, 40) else "torch_dtype"
+
+
+@contextlib.contextmanager
+def loading_bars(show: bool) -> Iterator[None]:
+    """diffusers' and transformers' own bars ("Loading pipeline components", "Loading weights") on or off."""
+    if show:
+        yield
+        return
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    enabled = [(library, library.is_progress_bar_enabled()) for library in (diffusers_logging, transformers_logging)]
+    for library, _ in enabled:
+        library.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for library, was_enabled in enabled:
+            if was_enabled:
+                library.enable_progress_bar()
 
 
 def model_identity(pipe: Any) -> str:

@@ -249,7 +249,7 @@ def test_apply_is_all_or_nothing(learned, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(pipe, "load_lora_weights", broken)  # fails after the tokens went in
+    monkeypatch.setattr(pipe.unet, "load_lora_adapter", broken)  # fails after the tokens went in
     with pytest.raises(RuntimeError, match="disk on fire"):
         concepts.apply(pipe)
     monkeypatch.undo()

@@ -46,7 +46,10 @@ def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: offline, one thread per process (two cores are shared)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    # Launcher variables, and the library log levels an in-process cli.main() of an earlier test has set.
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DIFFUSERS_VERBOSITY",
+                 "TRANSFORMERS_VERBOSITY", "HF_HUB_VERBOSITY", "DATASETS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS",
+                 "HF_DATASETS_DISABLE_PROGRESS_BARS"):
         env.pop(name, None)
     env.update(extra)
     return env

@@ -8,6 +8,7 @@ pipelines a set was applied to, so :func:`remove_concepts` (or a failed
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,8 +46,13 @@ def apply_concepts(concepts: ConceptSet, pipe: Any) -> None:
     try:
         embeddings = [{concepts.class_tokens(i): vectors} for i, vectors in enumerate(concepts.embeddings)]
         with preserved_rng(pipe.text_encoder.device):  # transformers' resize draws from the global RNG
+            _make_room(pipe, len(concepts.tokens))
             pipe.load_textual_inversion(embeddings)
-        pipe.load_lora_weights(_diffusers_lora(concepts), adapter_name=adapter)
+        # Into the UNet alone: the pipeline's loader would also look for text-encoder keys, and log that there are
+        # none. peft initialises the LoRA layers (from the global RNG) before the weights overwrite them.
+        with preserved_rng(pipe.unet.device):
+            pipe.unet.load_lora_adapter(_diffusers_lora(concepts), prefix="unet", adapter_name=adapter,
+                                        _pipeline=pipe)
     except BaseException:
         state.restore_lora(pipe, adapter)
         state.restore_tokens(pipe)
@@ -72,8 +78,8 @@ def check_pipeline(pipe: Any, name: str, *, loaders: bool) -> None:
     missing = [attr for attr in needed if getattr(pipe, attr, None) is None]
     if missing:
         raise TypeError(f"{name} must be a Stable Diffusion pipeline with {', '.join(needed)}; missing {missing}")
-    if loaders and not all(hasattr(pipe, m) for m in ("load_textual_inversion", "unload_textual_inversion",
-                                                      "load_lora_weights")):
+    if loaders and not (all(hasattr(pipe, m) for m in ("load_textual_inversion", "unload_textual_inversion"))
+                        and hasattr(pipe.unet, "load_lora_adapter")):
         raise TypeError(f"{name} ({type(pipe).__name__}) lacks diffusers' textual-inversion and LoRA loaders")
 
 
@@ -93,6 +99,18 @@ def preserved_rng(device: torch.device | str) -> Iterator[None]:
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         yield
+
+
+def _make_room(pipe: Any, count: int) -> None:
+    """Grow the token embeddings by ``count`` rows without transformers' mean resizing.
+
+    ``load_textual_inversion`` then resizes to this same size, which does nothing, and
+    writes every new row: mean resizing would only cost a covariance of the whole
+    matrix (and a notice on every run) for rows that are overwritten.
+    """
+    resize = pipe.text_encoder.resize_token_embeddings
+    if "mean_resizing" in inspect.signature(resize).parameters:  # older transformers neither have it nor warn
+        resize(len(pipe.tokenizer) + count, mean_resizing=False)
 
 
 def _adapter_name(concepts: ConceptSet) -> str:

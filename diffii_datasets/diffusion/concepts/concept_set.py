@@ -168,7 +168,7 @@ class ConceptSet:
 
         Checks everything first (embedding width, free token names, every LoRA target
         module present with matching shapes), then calls ``pipe.load_textual_inversion``
-        and ``pipe.load_lora_weights`` (adapter named after :meth:`identity`).
+        and ``pipe.unet.load_lora_adapter`` (adapter named after :meth:`identity`).
         """
         apply_concepts(self, pipe)
 
