@@ -261,7 +261,7 @@ class DiffIIAugmented(Dataset):
             self.prepare()
             return self._base_targets + [record["label"] for record in self._synthetic_records]
         if not self._base_targets:
-            self._base_targets = dataset_targets(self.original)
+            self._base_targets = dataset_targets(self.original, self.columns)
         return list(self._base_targets)
 
     @property

@@ -125,22 +125,25 @@ def parse_item(item: Any, index: int, *, name: str = "base_dataset",
     return image, label
 
 
-def dataset_targets(dataset: Any) -> list[int]:
+def dataset_targets(dataset: Any, columns: Columns = DEFAULT_COLUMNS) -> list[int]:
     """One int class index per item.
 
-    Read from ``targets`` when the dataset has it, composed through ``Subset``
-    indices otherwise, and as a last resort by reading every item's label
-    (``dataset[i][1]``), which decodes every image: slow, hence logged.
+    Read from ``targets`` when the dataset has it, from the label column of a
+    Hugging Face dataset, composed through ``Subset`` indices, and as a last resort
+    by reading every item's label, which decodes every image: slow, hence logged.
     """
     from torch.utils.data import Subset
 
     if hasattr(dataset, "targets"):
         return [int(target) for target in dataset.targets]
     if isinstance(dataset, Subset):
-        base = dataset_targets(dataset.dataset)
+        base = dataset_targets(dataset.dataset, columns)
         return [base[i] for i in dataset.indices]
+    column_names = getattr(dataset, "column_names", None)
+    if isinstance(column_names, list) and columns.label in column_names:
+        return [int(label) for label in dataset[columns.label]]  # a Hugging Face column, no image decoded
     logger.info("%s has no `targets`; reading the label of each of its %d items", type(dataset).__name__, len(dataset))
-    return [parse_item(dataset[i], i, name="dataset")[1] for i in range(len(dataset))]
+    return [parse_item(dataset[i], i, name="dataset", columns=columns)[1] for i in range(len(dataset))]
 
 
 def dataset_sample_keys(dataset: Any) -> list[str] | None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +47,7 @@ from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load
 
+from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets._io import (
     FileFormatError,
     atomic_write,
@@ -210,7 +210,7 @@ class SyntheticStore:
     def repaired(self, problem: StoreProblem, action: str) -> None:
         """Record a store-wide ``problem`` in :attr:`repairs` and warn, saying the ``action`` taken."""
         self.repairs.append(problem)
-        warnings.warn(f"store {self.path}: {problem}; {action}", RuntimeWarning, stacklevel=3)
+        warn_at_caller(f"store {self.path}: {problem}; {action}", RuntimeWarning)
 
     # -- locks -----------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ import io
 import logging
 import random
 import time
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from diffii_datasets.classify.recipes import Recipe
 from diffii_datasets.classify.results import EpochRecord, TrainResult
 from diffii_datasets.classify.schedule import published_total_steps, warmup_cosine
 from diffii_datasets.classify.transforms import eval_transform, train_transform
+from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.data import dataset_targets, find_classes
 from diffii_datasets.distributed import World
 
@@ -122,9 +122,8 @@ def _check_joint_training(train_set: Any, recipe: Recipe) -> None:
                                  f"{getattr(recipe, knob)!r}: build the dataset with the recipe's value "
                                  "(classify.joint_training_set) or change the recipe with recipe.replace(...)")
     elif recipe.synthetic_probability > 0:
-        warnings.warn(f"train_set is not a DiffIIAugmented in replace mode: recipe.synthetic_probability "
-                      f"({recipe.synthetic_probability}) is not applied, the dataset is trained on as it is",
-                      UserWarning, stacklevel=3)
+        warn_at_caller(f"train_set is not a DiffIIAugmented in replace mode: recipe.synthetic_probability "
+                       f"({recipe.synthetic_probability}) is not applied, the dataset is trained on as it is")
 
 
 def _classes(train_set: Any, test_set: Any, validation_set: Any) -> list[str]:

@@ -154,7 +154,7 @@ def check_released_flags(args: argparse.Namespace) -> None:
         raise CommandError(f"--released brings the authors' concepts, suffixes and subset: drop {clashes[0]}")
 
 
-def _load_training_set(args: argparse.Namespace, seed: int, first: bool) -> tuple[Any, str, Any]:
+def load_training_set(args: argparse.Namespace, seed: int, first: bool) -> tuple[Any, str, Any]:
     """The setting's training subset, metaclass and, with ``--released``, the released setting (else None).
 
     Only the ``first`` process forces a new download; the others then read what it fetched.
@@ -202,10 +202,10 @@ def run_generate(args: argparse.Namespace) -> int:
     with distributed_world(device=args.device) as world:
         # Rank 0 loads (and with --download fetches) the data first; the others then read it.
         if world.is_main:
-            train, metaclass, released = _load_training_set(args, subset_seed, first=True)
+            train, metaclass, released = load_training_set(args, subset_seed, first=True)
         world.barrier()
         if not world.is_main:
-            train, metaclass, released = _load_training_set(args, subset_seed, first=False)
+            train, metaclass, released = load_training_set(args, subset_seed, first=False)
         if released is not None:
             concepts, config = released.concepts, config.replace(suffixes=released.suffixes.spec())
         augmented = DiffIIAugmented(train, metaclass, config=config, concepts=concepts, cache_dir=args.cache_dir,

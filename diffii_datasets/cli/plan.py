@@ -30,7 +30,7 @@ def add_commands(add_command: AddCommand) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from diffii_datasets.cli.generate import _load_training_set
+    from diffii_datasets.cli.generate import load_training_set
     from diffii_datasets.data import class_names, scan_dataset
     from diffii_datasets.plan import plan_job
     from diffii_datasets.store import default_cache_dir
@@ -38,8 +38,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     concepts = concepts_from_args(args)
-    train, metaclass, _ = _load_training_set(args, config.seed if args.subset_seed is None else args.subset_seed,
-                                             first=True)
+    subset_seed = config.seed if args.subset_seed is None else args.subset_seed
+    train, metaclass, _ = load_training_set(args, subset_seed, first=True)
     cache = Path(args.cache_dir).expanduser() if args.cache_dir is not None else default_cache_dir()
     classes = class_names(train)
     scan = scan_dataset(train, classes, cache_dir=cache if cache.is_dir() else None)  # creates no cache

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from diffii_datasets import _checks
+from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.data import class_names, dataset_sample_keys, dataset_targets
 from diffii_datasets.datasets.labeled import LabeledSubset
 from diffii_datasets.datasets.settings import LONG_TAIL_PROFILES
@@ -120,13 +120,10 @@ def long_tail(
     kept = [min(count, len(c)) for count, c in zip(counts, candidates) if min(count, len(c)) > 0]
     ratio = max(kept) / min(kept)
     if abs(ratio / float(imbalance_factor) - 1.0) > 0.1:
-        warnings.warn(
+        warn_at_caller(
             f"long_tail(imbalance_factor={imbalance_factor}, profile={profile!r}) achieved a max/min class ratio of "
             f"{max(kept)}/{min(kept)} = {ratio:.3g} on this dataset (largest class: {max(len(c) for c in candidates)} "
-            "images; a class keeps at least 1)",
-            UserWarning,
-            stacklevel=2,
-        )
+            "images; a class keeps at least 1)")
     return subset
 
 
@@ -177,11 +174,8 @@ def _subset(
     short = [f"{classes[c]!r} ({len(cands)} of {count})"
              for c, (cands, count) in enumerate(zip(candidates, counts)) if len(cands) < count]
     if short:
-        warnings.warn(
-            f"{caller}: {len(short)} classes have fewer images than asked and keep all they have: {', '.join(short)}",
-            UserWarning,
-            stacklevel=3,
-        )
+        warn_at_caller(
+            f"{caller}: {len(short)} classes have fewer images than asked and keep all they have: {', '.join(short)}")
     indices = [i for c, (cands, count) in enumerate(zip(candidates, counts)) for i in _draw(cands, count, seed, c)]
     logger.info("%s: kept %d of %d items over %d classes (seed %d)", caller, len(indices), len(dataset),
                 len(classes), seed)

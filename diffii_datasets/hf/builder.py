@@ -235,10 +235,10 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         else:
             splits = self.config.setting().load(self.config.data_dir, self.config.seed)
         names = class_names(splits.train)
-        scan = scan_dataset(splits.train, names)
+        cache = Path(self._diffii_cache_dir) if self._diffii_cache_dir is not None else default_cache_dir()
+        scan = scan_dataset(splits.train, names, cache_dir=cache)  # a reopen reads no image when files are unchanged
         job = SynthesisJob(scan.images_by_class, names, splits.metaclass, config, scan.fingerprint, config.model,
                            concepts)
-        cache = Path(self._diffii_cache_dir) if self._diffii_cache_dir is not None else default_cache_dir()
         return splits, job, cache
 
     def _generated_splits(self) -> list[datasets.SplitGenerator]:

@@ -41,6 +41,8 @@ def test_other_column_names_read_the_same_images_and_classes(tiny_pipe, tmp_path
     coarse = make_wrapper(rows, tmp_path / "coarse", pipeline=tiny_pipe, image_column="img",
                           label_column="coarse_label")
     assert coarse.classes == COARSE
+    # replace mode: the label column's values, read without preparing (no store yet)
+    assert coarse.targets == [label % 2 for _, label in base] and not coarse.prepared
 
 
 def test_missing_columns_are_named_with_the_columns_found(tmp_path):
