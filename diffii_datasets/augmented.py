@@ -45,6 +45,11 @@ __all__ = ["DiffIIAugmented", "StoreRealImages", "SyntheticDataset"]
 MODES = ("replace", "concat")
 
 
+_SERVING_OPTIONS = ("synthetic_probability", "mode", "class_balanced", "sampling_seed", "transform",
+                    "target_transform")
+"""The constructor's arguments that say how items are served (all :meth:`DiffIIAugmented.from_store` takes)."""
+
+
 class DiffIIAugmented(Dataset):
     """A dataset of real images plus Diff-II synthetic images, generated once and cached.
 
@@ -165,24 +170,20 @@ class DiffIIAugmented(Dataset):
         self._replacement_weights: np.ndarray | None = None
 
     @classmethod
-    def from_store(
-        cls,
-        store: SyntheticStore,
-        *,
-        synthetic_probability: float = 0.5,
-        mode: str = "replace",
-        class_balanced: bool = False,
-        sampling_seed: int | None = None,
-        transform: Callable[[Image.Image], Any] | None = None,
-        target_transform: Callable[[int], Any] | None = None,
-    ) -> DiffIIAugmented:
+    def from_store(cls, store: SyntheticStore, **options: Any) -> DiffIIAugmented:
         """The real and synthetic images of a complete ``store``, without the dataset it was made from.
 
         The base dataset is the store's own copy of the real images (:class:`StoreRealImages`);
-        nothing is scanned or generated. The other arguments are the constructor's.
+        nothing is scanned or generated. ``options`` are the constructor's that say how items
+        are served: ``synthetic_probability``, ``mode``, ``class_balanced``, ``sampling_seed``,
+        ``transform``, ``target_transform``.
         """
         if not isinstance(store, SyntheticStore):
             _checks.fail(TypeError, "store", "a SyntheticStore (SyntheticStore.open(path))", store)
+        other = sorted(set(options) - set(_SERVING_OPTIONS))
+        if other:
+            raise TypeError(f"from_store takes only the options {', '.join(_SERVING_OPTIONS)}; got {other} (the "
+                            "store fixes the dataset, classes, config and concepts)")
         if store.manifest() is None:
             missing = [c for c in range(store.header.num_classes) if not store.is_committed(c)]
             raise ValueError(f"the store at {store.path} is incomplete (classes not generated yet: {missing[:10]}); "
@@ -190,9 +191,7 @@ class DiffIIAugmented(Dataset):
         header = store.header
         real = StoreRealImages(store)
         augmented = cls(real, header.metaclass, config=header.config, cache_dir=store.path.parent,
-                        classes=header.classes, synthetic_probability=synthetic_probability, mode=mode,
-                        class_balanced=class_balanced, sampling_seed=sampling_seed, transform=transform,
-                        target_transform=target_transform, progress=False)
+                        classes=header.classes, progress=False, **options)
         augmented._index(store, real.targets)
         return augmented
 
