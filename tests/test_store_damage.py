@@ -14,8 +14,7 @@ import pytest
 from diffii_datasets._io import json_bytes, sha256_bytes
 from diffii_datasets.store import StoreDamageError, SyntheticStore
 from diffii_datasets.testing import tiny_pipeline
-from tests.helpers.augment import make_dataset, make_wrapper
-from tests.helpers.damage import cache_files, copy_cache, flip, prepare, verify
+from tests.helpers.damage import cache_files, copy_cache, flip, prepare, reference_cache, verify
 
 CLASS_1 = "class 1 (green square)"
 
@@ -28,10 +27,7 @@ def pipe():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, pipe):
     """One undamaged cache (a store and its learned concepts), copied by every test."""
-    cache = tmp_path_factory.mktemp("reference")
-    wrapper = make_wrapper(make_dataset(), cache, pipeline=pipe).prepare()
-    return SimpleNamespace(cache=cache, store=wrapper.store.path, concepts=wrapper.store.learned_concepts_dir(),
-                           files=cache_files(cache))
+    return reference_cache(tmp_path_factory.mktemp("reference"), pipe)
 
 
 @pytest.fixture

@@ -19,15 +19,13 @@ in the exact form they are written in, so a flip that still parses (white space,
 """
 
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from diffii_datasets.store import StoreDamageError, SyntheticStore
 from diffii_datasets.testing import tiny_pipeline
-from tests.helpers.augment import make_dataset, make_wrapper
-from tests.helpers.damage import cache_files, copy_cache, prepare, verify
+from tests.helpers.damage import cache_files, copy_cache, prepare, reference_cache, verify
 
 TRIALS_PER_FILE = 8
 
@@ -39,9 +37,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, pipe):
-    cache = tmp_path_factory.mktemp("reference")
-    wrapper = make_wrapper(make_dataset(), cache, pipeline=pipe).prepare()
-    return SimpleNamespace(cache=cache, store=wrapper.store.path, files=cache_files(cache))
+    return reference_cache(tmp_path_factory.mktemp("reference"), pipe)
 
 
 def _detected(store_path):

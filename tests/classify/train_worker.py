@@ -2,7 +2,8 @@
 
 usage: python -m tests.classify.train_worker OUTPUT_DIR [--kill-at-evaluation K]
 
-Prints one JSON line: this rank's rank, figures and test class totals. With
+Writes ``OUTPUT_DIR/rank-<rank>.json``: this rank's rank, figures and test class totals (a file per
+rank, because ranks printing to one shared stdout can interleave their lines). With
 ``--kill-at-evaluation K`` the process SIGKILLs itself when the K-th evaluation starts,
 i.e. during epoch K, after the checkpoint of epoch K - 1 was written. Under ``torchrun``
 it trains data-parallel over the launch's ranks (gloo on the CPU).
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import signal
+from pathlib import Path
 
 import torch
 
@@ -48,8 +50,10 @@ def main() -> None:
     with distributed_world(device="cpu") as world:
         result = train(train_set, test_set, tiny_recipe(epochs=EPOCHS), output_dir=args.output_dir, world=world,
                        workers=0, progress=False)
-        print(json.dumps({"rank": world.rank, "figures": result.figures(), "class_totals": result.class_totals,
-                          "epochs": len(result.history)}), flush=True)
+        summary = {"rank": world.rank, "figures": result.figures(), "class_totals": result.class_totals,
+                   "epochs": len(result.history)}
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / f"rank-{world.rank}.json").write_text(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import shutil
 import warnings
 from pathlib import Path
 
+from types import SimpleNamespace
+
 from tests.helpers.augment import make_dataset, make_wrapper
 
 SCRATCH = ("locks", "work", "scans")  # neither the store's content nor the cache's: locks, scratch, scan caches
@@ -18,6 +20,13 @@ def cache_files(cache: Path) -> dict[str, bytes]:
     return {p.relative_to(cache).as_posix(): p.read_bytes() for p in sorted(cache.rglob("*"))
             if p.is_file() and not p.name.endswith(".lock")
             and not set(p.relative_to(cache).parts) & set(SCRATCH)}
+
+
+def reference_cache(cache: Path, pipe) -> SimpleNamespace:
+    """One undamaged cache (a store and its learned concepts) prepared in ``cache``, for tests to copy."""
+    wrapper = make_wrapper(make_dataset(), cache, pipeline=pipe).prepare()
+    return SimpleNamespace(cache=cache, store=wrapper.store.path, concepts=wrapper.store.learned_concepts_dir(),
+                           files=cache_files(cache))
 
 
 def copy_cache(source: Path, target: Path) -> Path:
