@@ -174,6 +174,12 @@ def distributed_world(device: str | torch.device | None = None,
         torch.cuda.set_device(device)
     owned = not dist.is_initialized()
     if owned:
+        # Importing torch._dynamo while a group is live (torchvision and diffusers import it)
+        # keeps the group's gloo threads running past destroy_process_group (torch 2.14); one
+        # of them may then release a finished collective during interpreter shutdown and abort
+        # the process (SIGABRT, "terminate called without an active exception") after a run
+        # that succeeded. Imported before the group exists, it leaves the group alone.
+        import torch._dynamo  # noqa: F401
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=timeout if backend == "gloo" else None)
         logger.info("rank %d of %d joined the %s process group on %s", launch.rank, launch.world_size, backend, device)

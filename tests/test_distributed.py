@@ -89,6 +89,16 @@ def checks(tmp_path_factory):
     return out, [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
 
 
+def test_leaving_the_world_stops_the_gloo_threads_even_after_importing_torchvision(tmp_path):
+    # Left running, these threads can abort a successful run at interpreter exit (SIGABRT).
+    result = torchrun(2, "-m", "tests.helpers.exit_worker", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for rank in range(2):
+        threads = json.loads((tmp_path / f"rank-{rank}.json").read_text())
+        assert "pt_gloo_runloop" in threads["inside"]
+        assert not [name for name in threads["after"] if "gloo" in name], threads["after"]
+
+
 def test_ranks_see_their_launch_and_detect_an_unshared_directory(checks):
     _, ranks = checks
     for rank, result in enumerate(ranks):
