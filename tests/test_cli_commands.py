@@ -333,6 +333,8 @@ def test_preview_writes_the_grid_of_the_requested_classes(generated, capsys, tmp
     assert f"preview: {output} ({expected.width}x{expected.height} px)" in result.stdout
     status, _, err = _main(capsys, "preview", str(generated.store), "-o", str(output), "--classes", "Dodo")
     assert status == 1 and "'Dodo' is neither a class index (0..2) nor a class name" in err
+    status, _, err = _main(capsys, "preview", str(generated.store), "-o", str(output), "--classes", "0,7")
+    assert status == 1 and "--classes: '7' is neither a class index (0..2)" in err
 
 
 # -- export and push (diffii_datasets.hf) -------------------------------------------------------------------------

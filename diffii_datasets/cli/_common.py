@@ -15,10 +15,16 @@ from diffii_datasets._knobs import Knob
 if TYPE_CHECKING:
     from diffii_datasets.store import SyntheticStore
 
-__all__ = ["AddCommand", "CommandError", "add_knob_flags", "knob_values", "open_store", "positive_int"]
+__all__ = ["CLASSES_HELP", "STORE_HELP", "AddCommand", "CommandError", "add_knob_flags", "knob_values", "open_store",
+           "parse_classes", "positive_int"]
 
 AddCommand = Callable[[str, str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 """``add_command(name, help, epilog, run)``: adds a subcommand whose ``run(args)`` returns the exit status."""
+
+
+STORE_HELP = "a store directory (printed by generate)"
+CLASSES_HELP = "comma-separated class indices or names (default: every class)"
+"""Help of the ``--classes`` flag that :func:`parse_classes` reads."""
 
 
 class CommandError(Exception):
@@ -87,6 +93,22 @@ def open_store(path: str) -> SyntheticStore:
         inside = sorted(str(p) for p in directory.iterdir() if p.is_dir() and _is_store(p))
         hint = f"; stores in it: {', '.join(inside)}" if inside else ""
         raise CommandError(f"{error}{hint}") from None
+
+
+def parse_classes(text: str | None, names: Sequence[str]) -> list[int] | None:
+    """``--classes``: ``"0,3,5"`` or class names (comma-separated) to class indices; None for every class."""
+    if text is None:
+        return None
+    indices = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.isdigit() and int(item) < len(names):
+            indices.append(int(item))
+        elif item in names:
+            indices.append(names.index(item))
+        else:
+            raise CommandError(f"--classes: {item!r} is neither a class index (0..{len(names) - 1}) nor a class "
+                               f"name of this store (e.g. {', '.join(repr(n) for n in names[:3])})")
+    return indices
 
 
 def _is_store(path: Path) -> bool:

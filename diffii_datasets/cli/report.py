@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from diffii_datasets.cli._common import AddCommand, CommandError, add_knob_flags, knob_values, open_store, positive_int
+from diffii_datasets.cli._common import (CLASSES_HELP, STORE_HELP, AddCommand, CommandError, add_knob_flags,
+                                         knob_values, open_store, parse_classes, positive_int)
 from diffii_datasets.quality.settings import QualitySettings
 
 EPILOG_REPORT = """examples:
@@ -31,8 +32,6 @@ concepts, suffixes, inversions and seed (the store's split ratio repeats its fir
 images), then writes sweep.json, sweep.png (the curves) and sweep-images.png.
 """
 
-STORE_HELP = "a store directory (printed by generate)"
-
 
 def add_commands(add_command: AddCommand) -> None:
     report = add_command("report", "measure a store's diversity (LPIPS), faithfulness (CLIP), KID and provenance "
@@ -40,7 +39,7 @@ def add_commands(add_command: AddCommand) -> None:
                          EPILOG_REPORT, run_report)
     report.add_argument("store", help=STORE_HELP)
     report.add_argument("-o", "--output-dir", required=True, help="directory for report.json and report.html")
-    report.add_argument("--classes", help="comma-separated class indices or names (default: every class)")
+    report.add_argument("--classes", help=CLASSES_HELP)
     report.add_argument("--grid-images", type=positive_int, default=6,
                         help="real and synthetic images shown per class (default: %(default)s)")
     _add_model_flags(report)
@@ -89,12 +88,11 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from diffii_datasets.cli.store import _parse_classes
     from diffii_datasets.quality.report import report_store
 
     settings = _settings(args)
     store = open_store(args.store)
-    classes = _parse_classes(args.classes, store.header.classes)
+    classes = parse_classes(args.classes, store.header.classes)
     report = report_store(store, args.output_dir, models=_models(args, settings), settings=settings,
                           classes=classes, grid_images=args.grid_images, progress=not args.quiet)
     overall = report.overall

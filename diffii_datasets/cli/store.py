@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diffii_datasets.cli._common import AddCommand, CommandError, open_store, positive_int
+from diffii_datasets.cli._common import (CLASSES_HELP, STORE_HELP, AddCommand, CommandError, open_store, parse_classes,
+                                         positive_int)
 
 if TYPE_CHECKING:
     from diffii_datasets.store import SyntheticStore
@@ -34,8 +34,6 @@ EPILOG_PREVIEW = """examples:
   diffii-datasets preview stores/3f9c2a... -o grid.png --classes "Laysan Albatross"
 """
 
-STORE_HELP = "a store directory (printed by generate)"
-
 
 def add_commands(add_command: AddCommand) -> None:
     info = add_command("info", "show a store's configuration, counts per class, completeness and size on disk",
@@ -50,7 +48,7 @@ def add_commands(add_command: AddCommand) -> None:
                           EPILOG_PREVIEW, run_preview)
     preview.add_argument("store", help=STORE_HELP)
     preview.add_argument("-o", "--output", required=True, help="image file to write (.png or .jpg)")
-    preview.add_argument("--classes", help="comma-separated class indices or names (default: every class)")
+    preview.add_argument("--classes", help=CLASSES_HELP)
     preview.add_argument("--per-class", type=positive_int, default=4,
                          help="real and synthetic images shown per class (default: %(default)s)")
     preview.add_argument("--tile", type=positive_int, default=96,
@@ -157,27 +155,11 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_classes(text: str | None, names: Sequence[str]) -> list[int] | None:
-    """``"0,3,5"`` or class names (comma-separated) to class indices."""
-    if text is None:
-        return None
-    indices = []
-    for item in (part.strip() for part in text.split(",")):
-        if item.isdigit():
-            indices.append(int(item))
-        elif item in names:
-            indices.append(names.index(item))
-        else:
-            raise CommandError(f"--classes: {item!r} is neither a class index (0..{len(names) - 1}) nor a class "
-                               f"name of this store (e.g. {', '.join(repr(n) for n in names[:3])})")
-    return indices
-
-
 def run_preview(args: argparse.Namespace) -> int:
     from diffii_datasets.preview import preview_store
 
     store = open_store(args.store)
-    classes = _parse_classes(args.classes, store.header.classes)
+    classes = parse_classes(args.classes, store.header.classes)
     try:
         grid = preview_store(store, classes, per_class=args.per_class, tile=args.tile)
     except ValueError as error:
