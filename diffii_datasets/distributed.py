@@ -256,9 +256,9 @@ def check_shared_filesystem(world: World, directory: str | os.PathLike, grace_s:
     while missing and time.monotonic() < deadline:
         time.sleep(min(1.0, grace_s))
         missing = _missing_markers(directory, token, world.size)
-    reports = world.all_gather((socket.gethostname(), missing))
-    world.barrier()  # every rank has looked: the markers can go
+    reports = world.all_gather((socket.gethostname(), missing))  # every rank has looked: the markers can go
     marker.unlink(missing_ok=True)
+    world.barrier()  # every marker is gone when any rank returns
     blind = [f"rank {rank} on {host} cannot see the markers of ranks {ranks}"
              for rank, (host, ranks) in enumerate(reports) if ranks]
     if not blind:
