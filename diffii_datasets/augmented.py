@@ -1,8 +1,9 @@
-"""``DiffIIAugmented``: wrap any map-style image dataset; on first use Diff-II fills a cache behind it.
+"""``DiffIIAugmented``: wrap any map-style image dataset; on first use Diff-II (or another method) fills a cache.
 
-No diffusion code lives here: preparation is :func:`diffii_datasets.synthesis.synthesize`
-writing through :class:`diffii_datasets.store.SyntheticStore`; this module only reads
-the base dataset, finds (or fills) the store and serves items like a torchvision dataset.
+No diffusion code lives here: preparation is :func:`diffii_datasets.prepare.prepare`
+of a job built by :func:`diffii_datasets.job.build_job`, writing through
+:class:`diffii_datasets.store.SyntheticStore`; this module only finds (or fills) the
+store and serves items like a torchvision dataset.
 """
 
 from __future__ import annotations
@@ -20,23 +21,23 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from diffii_datasets import _checks
-from diffii_datasets.config import DiffIIConfig
-from diffii_datasets.data import (
+from diffii_datasets.base_dataset import (
     Columns,
     check_columns,
     check_deterministic_source,
     dataset_targets,
     find_classes,
     parse_item,
-    scan_dataset,
 )
+from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.diffusion.concepts import ConceptSet
 from diffii_datasets.diffusion.concepts.apply import check_pipeline
-from diffii_datasets.diffusion.pipeline import model_identity
 from diffii_datasets.distributed import World
 from diffii_datasets.images import to_pil_rgb
-from diffii_datasets.store import SyntheticStore, default_cache_dir
-from diffii_datasets.synthesis import SynthesisJob, SynthesisReport, load_generation_pipeline, synthesize
+from diffii_datasets.job import build_job, job_config
+from diffii_datasets.methods import MethodConfig
+from diffii_datasets.prepare import PreparationReport, prepare
+from diffii_datasets.store import SyntheticRecord, SyntheticStore, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +46,13 @@ __all__ = ["DiffIIAugmented", "StoreRealImages", "SyntheticDataset"]
 MODES = ("replace", "concat")
 
 
-_SERVING_OPTIONS = ("synthetic_probability", "mode", "class_balanced", "sampling_seed", "transform",
+_SERVING_OPTIONS = ("synthetic_probability", "mode", "class_balanced", "sampling_seed", "soft_labels", "transform",
                     "target_transform")
 """The constructor's arguments that say how items are served (all :meth:`DiffIIAugmented.from_store` takes)."""
 
 
 class DiffIIAugmented(Dataset):
-    """A dataset of real images plus Diff-II synthetic images, generated once and cached.
+    """A dataset of real images plus synthetic images (Diff-II's by default), generated once and cached.
 
     Args:
         base_dataset: any map-style dataset yielding ``(image, label)`` (or HF-style
@@ -60,10 +61,14 @@ class DiffIIAugmented(Dataset):
             again class by class to generate): put transforms on this wrapper; a base
             dataset with a ``transform``, or whose items differ between reads, is refused.
         metaclass: the super-category word of the prompts (``"bird"``, ``"car"`` ...).
-        config: every Diff-II knob (defaults: the paper's).
+        config: every knob of the method (default: Diff-II's, the paper's values); another
+            method's config (:func:`diffii_datasets.methods.get_method` ``(name).config_class``)
+            makes that method's images.
         pipeline: a ready ``StableDiffusionPipeline``; default: ``config.model`` is loaded
             when (and only when) something must be generated.
         concepts: a ready :class:`~diffii_datasets.diffusion.ConceptSet`; default: learned.
+        released: the authors' released artifacts of a paper setting
+            (:func:`diffii_datasets.released.load_released`): their concepts and suffixes are used.
         cache_dir: where stores live (default :func:`default_cache_dir`).
         classes: class names, when the base dataset has no ``classes`` (nor a ``ClassLabel``
             label column).
@@ -78,6 +83,9 @@ class DiffIIAugmented(Dataset):
             keeping the class of item ``i``.
         sampling_seed: seed of the replace-mode draws (default ``config.seed``); they depend
             only on (seed, epoch, index), so DataLoader workers and reruns agree.
+        soft_labels: yield every target as a float32 probability vector over the classes
+            (one-hot for real images, the method's weights of two classes for a mixing method's
+            images); default: when the method mixes classes (``Method.soft_labels``).
         device: where a pipeline loaded from ``config.model`` runs.
         progress: show the plan, a bar per stage and the ETAs while generating (else they are logged at INFO).
     """
@@ -90,6 +98,7 @@ class DiffIIAugmented(Dataset):
         config: DiffIIConfig | None = None,
         pipeline: Any = None,
         concepts: ConceptSet | None = None,
+        released: Any = None,
         cache_dir: str | os.PathLike | None = None,
         classes: Sequence[str] | None = None,
         image_column: str = "image",
@@ -98,6 +107,7 @@ class DiffIIAugmented(Dataset):
         mode: str = "replace",
         class_balanced: bool = False,
         sampling_seed: int | None = None,
+        soft_labels: bool | None = None,
         transform: Callable[[Image.Image], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
         device: str | torch.device | None = None,
@@ -114,8 +124,10 @@ class DiffIIAugmented(Dataset):
         if sampling_seed is not None:
             _checks.check_seed(sampling_seed, "sampling_seed")
         _checks.check_bool(progress, "progress")
-        if config is not None and not isinstance(config, DiffIIConfig):
-            _checks.fail(TypeError, "config", "a DiffIIConfig", config)
+        if soft_labels is not None:
+            _checks.check_bool(soft_labels, "soft_labels")
+        if config is not None and not isinstance(config, MethodConfig):
+            _checks.fail(TypeError, "config", "a method's config (DiffIIConfig, ...)", config)
         if concepts is not None and not isinstance(concepts, ConceptSet):
             _checks.fail(TypeError, "concepts", "a ConceptSet", concepts)
         columns = Columns(_checks.check_str(image_column, "image_column"),
@@ -134,13 +146,14 @@ class DiffIIAugmented(Dataset):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"class names must be unique, repeated: {repeated}")
-        if concepts is not None and list(concepts.class_names) != names:
-            raise ValueError(f"concepts were learned for classes {concepts.class_names}, "
-                             f"but base_dataset has {names}")
-        config = config or DiffIIConfig()
         if pipeline is not None:
             check_pipeline(pipeline, "pipeline", loaders=False)
-            config = config.replace(model=model_identity(pipeline))
+        if released is not None:
+            if concepts is not None:
+                raise ValueError("pass concepts= or released=, not both: the released artifacts bring the concepts")
+            concepts = released.concepts
+        config = job_config(config or DiffIIConfig(), classes=names, pipeline=pipeline, concepts=concepts,
+                            released=released)
         self.original = base_dataset
         self.metaclass = metaclass.strip()
         self.config = config
@@ -152,6 +165,7 @@ class DiffIIAugmented(Dataset):
         self.mode = mode
         self.class_balanced = class_balanced
         self.sampling_seed = config.seed if sampling_seed is None else int(sampling_seed)
+        self.soft_labels = soft_labels
         self.transform = transform
         self.target_transform = target_transform
         self.device = device
@@ -162,24 +176,27 @@ class DiffIIAugmented(Dataset):
         self._concepts = concepts
         self._learned_concepts: ConceptSet | None = None
         self._store: SyntheticStore | None = None
-        self.report: SynthesisReport | None = None  # what the last prepare() generated, skipped or repaired
+        self.report: PreparationReport | None = None  # what the last prepare() generated, skipped or repaired
         self._base_targets: list[int] = []
-        self._synthetic_records: list[dict[str, Any]] = []
+        self._synthetic_records: list[SyntheticRecord] = []
         self._synthetic_by_class: list[list[int]] = []
         self._synthetic_paths: list[str] = []  # resolved once: a DataLoader reads each one every epoch
         self._replacement_weights: np.ndarray | None = None
 
     @classmethod
-    def from_store(cls, store: SyntheticStore, **options: Any) -> DiffIIAugmented:
+    def from_store(cls, store: SyntheticStore | str | os.PathLike, **options: Any) -> DiffIIAugmented:
         """The real and synthetic images of a complete ``store``, without the dataset it was made from.
 
         The base dataset is the store's own copy of the real images (:class:`StoreRealImages`);
-        nothing is scanned or generated. ``options`` are the constructor's that say how items
-        are served: ``synthetic_probability``, ``mode``, ``class_balanced``, ``sampling_seed``,
-        ``transform``, ``target_transform``.
+        nothing is scanned or generated. ``store`` is a :class:`SyntheticStore` or its directory;
+        ``options`` are the constructor's that say how items are served: ``synthetic_probability``,
+        ``mode``, ``class_balanced``, ``sampling_seed``, ``soft_labels``, ``transform``,
+        ``target_transform``.
         """
+        if isinstance(store, (str, os.PathLike)):
+            store = SyntheticStore.open(store)
         if not isinstance(store, SyntheticStore):
-            _checks.fail(TypeError, "store", "a SyntheticStore (SyntheticStore.open(path))", store)
+            _checks.fail(TypeError, "store", "a SyntheticStore or a store directory", store)
         other = sorted(set(options) - set(_SERVING_OPTIONS))
         if other:
             raise TypeError(f"from_store takes only the options {', '.join(_SERVING_OPTIONS)}; got {other} (the "
@@ -217,25 +234,18 @@ class DiffIIAugmented(Dataset):
         """
         if self._store is not None:
             return self
-        scan = scan_dataset(self.original, self.classes, cache_dir=self.cache_dir, columns=self.columns)
-        job = SynthesisJob(scan.images_by_class, self.classes, self.metaclass, self.config,
-                           scan.fingerprint, self.config.model, self._concepts)
-        store = job.create_store(self.cache_dir)
-        report = synthesize(store, job, self._load_pipeline, concepts_root=self.cache_dir / "concepts",
-                            progress=self.progress, world=world)
+        job = build_job(self.original, self.metaclass, self.config, classes=self.classes, columns=self.columns,
+                        concepts=self._concepts, cache_dir=self.cache_dir)  # the config names the pipeline's model
+        report = prepare(job, cache_dir=self.cache_dir, pipeline=self._pipeline, device=self.device,
+                         progress=self.progress, world=world)
         self.report = report
         if report.generated:
-            logger.info("generated %d classes into %s", len(report.generated), store.path)
+            logger.info("generated %d classes into %s", len(report.generated), report.store.path)
         else:
-            logger.info("reusing complete store %s", store.path)
-        self._index(store, scan.targets)
+            logger.info("reusing complete store %s", report.store.path)
+        self._index(report.store, list(job.targets))
         self._pipeline = None  # generation is over: hold no pipeline (pickles stay small)
         return self
-
-    def _load_pipeline(self) -> Any:
-        if self._pipeline is None:
-            self._pipeline = load_generation_pipeline(self.config.model, self.device)
-        return self._pipeline
 
     def _index(self, store: SyntheticStore, targets: list[int]) -> None:
         records, by_class = [], []
@@ -247,8 +257,10 @@ class DiffIIAugmented(Dataset):
         weights = np.array([1.0 / (n + 1) if by_class[c] else 0.0 for c, n in enumerate(real_counts)])
         self._store, self._base_targets = store, targets
         self._synthetic_records, self._synthetic_by_class = records, by_class
-        self._synthetic_paths = [str(store.image_path(record["label"], record["file"])) for record in records]
+        self._synthetic_paths = [str(store.image_path(record.label, record.file)) for record in records]
         self._replacement_weights = weights / weights.sum() if weights.sum() > 0 else None
+        if self.soft_labels is None:
+            self.soft_labels = store.method.soft_labels
 
     # -- the Dataset interface ---------------------------------------------------------------
 
@@ -258,7 +270,7 @@ class DiffIIAugmented(Dataset):
         followed by every synthetic item's in ``"concat"`` mode (which generates them first)."""
         if self.mode == "concat":
             self.prepare()
-            return self._base_targets + [record["label"] for record in self._synthetic_records]
+            return self._base_targets + [record.label for record in self._synthetic_records]
         if not self._base_targets:
             self._base_targets = dataset_targets(self.original, self.columns)
         return list(self._base_targets)
@@ -307,16 +319,16 @@ class DiffIIAugmented(Dataset):
         self.prepare()
         index = _position(index, len(self), f"a dataset of {len(self)} items")
         if index >= len(self.original):
-            image, label = self._load_synthetic(index - len(self.original))
+            image, target = self._synthetic_item(index - len(self.original))
         else:
-            image, label = self._replace_or_real(index)
+            image, target = self._replace_or_real(index)
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:
-            label = self.target_transform(label)
-        return image, label
+            target = self.target_transform(target)
+        return image, target
 
-    def _replace_or_real(self, index: int) -> tuple[Image.Image, int]:
+    def _replace_or_real(self, index: int) -> tuple[Image.Image, Any]:
         label = self._base_targets[index]
         if self.mode == "replace" and self.synthetic_probability > 0:
             rng = np.random.default_rng([self.sampling_seed, int(self._epoch), index])
@@ -325,13 +337,23 @@ class DiffIIAugmented(Dataset):
                     label = int(rng.choice(len(self.classes), p=self._replacement_weights))
                 pool = self._synthetic_by_class[label]
                 if pool:
-                    return self._load_synthetic(pool[int(rng.integers(len(pool)))])
+                    return self._synthetic_item(pool[int(rng.integers(len(pool)))])
         image, _ = parse_item(self.original[index], index, columns=self.columns)
-        return to_pil_rgb(image, name=f"base_dataset[{index}] image"), label
+        return to_pil_rgb(image, name=f"base_dataset[{index}] image"), self._target(label, None)
 
-    def _load_synthetic(self, synthetic_index: int) -> tuple[Image.Image, int]:
-        with Image.open(self._synthetic_paths[synthetic_index]) as image:
-            return image.convert("RGB"), self._synthetic_records[synthetic_index]["label"]
+    def _synthetic_item(self, synthetic_index: int) -> tuple[Image.Image, Any]:
+        record = self._synthetic_records[synthetic_index]
+        return self._store.load_image(self._synthetic_paths[synthetic_index]), self._target(record.label, record)
+
+    def _target(self, label: int, record: SyntheticRecord | None) -> Any:
+        """``label``, or with ``soft_labels`` the probability vector of the item (``record``: a synthetic one's)."""
+        if not self.soft_labels:
+            return label
+        if record is None:
+            vector = torch.zeros(len(self.classes))
+            vector[label] = 1.0
+            return vector
+        return torch.tensor(self._store.method.soft_label(record, len(self.classes)), dtype=torch.float32)
 
     def __getstate__(self) -> dict[str, Any]:
         self.prepare()  # workers must never generate: prepare before the dataset is copied to them
@@ -387,33 +409,36 @@ class SyntheticDataset(Dataset):
         self._parent = parent
         self.classes = parent.classes
         self.class_to_idx = parent.class_to_idx
-        self.targets = [record["label"] for record in parent._synthetic_records]
+        self.targets = [record.label for record in parent._synthetic_records]
 
     def __len__(self) -> int:
         return len(self._parent._synthetic_records)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         index = _position(index, len(self), f"{len(self)} synthetic items")
-        image, label = self._parent._load_synthetic(index)
+        image, target = self._parent._synthetic_item(index)
         if self._parent.transform is not None:
             image = self._parent.transform(image)
         if self._parent.target_transform is not None:
-            label = self._parent.target_transform(label)
-        return image, label
+            target = self._parent.target_transform(target)
+        return image, target
+
+    def record(self, index: int) -> SyntheticRecord:
+        """Where item ``index`` came from (its :class:`~diffii_datasets.store.SyntheticRecord`)."""
+        return self._parent._synthetic_records[_position(index, len(self), f"{len(self)} synthetic items")]
 
     def metadata(self, index: int) -> dict[str, Any]:
-        """Provenance of item ``index``: class, source image indices (within the class), lam, suffix, seed, path."""
-        index = _position(index, len(self), f"{len(self)} synthetic items")
-        record = dict(self._parent._synthetic_records[index])
-        record["class_name"] = self.classes[record["label"]]
-        record["path"] = str(self._parent.store.image_path(record["label"], record["file"]))
-        return record
+        """Provenance of item ``index`` as a dict: :meth:`record`'s fields, its class name and its path."""
+        record = self.record(index)
+        return {**record.to_dict(), "class_name": self.classes[record.label],
+                "path": str(self._parent.store.image_path(record.label, record.file))}
 
 
 class StoreRealImages(Dataset):
     """The real images a store keeps (``classes/<c>/real/``), class by class, as ``(PIL image, label)``."""
 
     def __init__(self, store: SyntheticStore) -> None:
+        self._store = store
         self.classes = list(store.header.classes)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         self.samples = [(str(path), label) for label in range(len(self.classes))
@@ -425,5 +450,4 @@ class StoreRealImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, label = self.samples[index]
-        with Image.open(path) as image:
-            return image.convert("RGB"), label
+        return self._store.load_image(path), label

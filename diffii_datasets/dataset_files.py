@@ -5,24 +5,20 @@ A torchvision-style dataset lists the file of each item (``samples``/``imgs`` of
 ``FGVCAircraft`` and this package's ``CUB200``, ``_images`` of ``OxfordIIITPet``),
 through ``Subset`` and ``ConcatDataset`` chains, and its labels as ``targets``. While
 every file keeps its path, size and modification time (and Pillow its version), the
-images decode to the same pixels, so the digests of an earlier scan still hold: they
-are kept in ``<cache>/scans/<signature>.json`` under their own checksum, and a damaged
-or foreign file there is ignored (the images are read again).
+images decode to the same pixels, so the digests of an earlier scan still hold (the
+cache keeps them: :mod:`diffii_datasets.store.scans`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from diffii_datasets._io import FileFormatError, fingerprint, json_bytes, read_json, sha256_bytes, write_json
+from diffii_datasets._io import fingerprint
 
-__all__ = ["file_signature", "read_scan", "write_scan"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["file_signature"]
 
 _PAIR_LISTS = ("samples", "_samples", "imgs")  # [(path, label), ...]
 _PATH_LISTS = ("_image_files", "_images")  # [path, ...]
@@ -108,38 +104,3 @@ def _has_target_transform(dataset: Any) -> bool:
             return True
         dataset = getattr(dataset, "dataset", None)
     return False
-
-
-def _path(cache_dir: str | os.PathLike, signature: str) -> Path:
-    return Path(cache_dir) / "scans" / f"{signature}.json"
-
-
-def read_scan(cache_dir: str | os.PathLike, signature: str, length: int) -> list[list[Any]] | None:
-    """The ``[digest, label]`` of every item saved for ``signature``; ``None`` when absent or not intact."""
-    path = _path(cache_dir, signature)
-    try:
-        saved = read_json(path, missing_ok=True, canonical=True)
-    except (FileFormatError, OSError) as error:
-        logger.warning("ignoring the damaged scan %s (%s); reading the images again", path, error)
-        return None
-    if saved is None:
-        return None
-    items = saved.get("items")
-    valid = (set(saved) == {"items", "sha256"} and isinstance(items, list) and len(items) == length
-             and saved["sha256"] == sha256_bytes(json_bytes(items))
-             and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                     and isinstance(item[1], int) and not isinstance(item[1], bool) for item in items))
-    if not valid:
-        logger.warning("ignoring the damaged scan %s (its checksum or shape is wrong); reading the images again", path)
-        return None
-    return items
-
-
-def write_scan(cache_dir: str | os.PathLike, signature: str, items: list[list[Any]]) -> None:
-    """Save the scan for ``signature`` (quietly skipped where the cache cannot be written, e.g. read-only)."""
-    path = _path(cache_dir, signature)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, {"items": items, "sha256": sha256_bytes(json_bytes(items))})
-    except OSError as error:
-        logger.info("could not save the scan %s (%s); the next run reads the images again", path, error)

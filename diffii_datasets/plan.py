@@ -1,10 +1,12 @@
-"""The work ahead of a synthesis run, counted in one place: its stages, their sizes and their UNet evaluations.
+"""The work ahead of a preparation, counted in one place: its stages, their sizes and their UNet evaluations.
 
-:func:`~diffii_datasets.synthesis.synthesize` shows a :class:`Plan` before any work (so
+:func:`~diffii_datasets.prepare.prepare` shows a :class:`Plan` before any work (so
 ``prepare()``, ``diffii-datasets generate`` and the Hub builder all do), and
 ``diffii-datasets plan`` prints one without running (:func:`plan_job` reads what a
-cache already holds). A UNet evaluation is one latent through the UNet once: the unit
-the three stages share, so their costs compare. Importing this module loads no torch.
+cache already holds). The stages are concept learning (for methods with concepts) and
+the method's per-class stages (:meth:`~diffii_datasets.methods.Method.image_stages`).
+A UNet evaluation is one latent through the UNet once: the unit the stages share, so
+their costs compare. Importing this module loads no torch.
 """
 
 from __future__ import annotations
@@ -18,15 +20,13 @@ from typing import TYPE_CHECKING
 from diffii_datasets._io import FileFormatError, read_json
 
 if TYPE_CHECKING:
-    from diffii_datasets.store import SyntheticStore
-    from diffii_datasets.store_header import StoreHeader
-    from diffii_datasets.synthesis import SynthesisJob
+    from diffii_datasets.job import PreparationJob
+    from diffii_datasets.store import StoreHeader, SyntheticStore
 
-__all__ = ["CONCEPTS", "GENERATION", "INVERSION", "Plan", "Stage", "format_duration", "plan_job", "plan_run",
-           "plan_synthesis"]
+__all__ = ["CONCEPTS", "Plan", "Stage", "format_duration", "plan_job", "plan_run", "plan_synthesis"]
 
-CONCEPTS, INVERSION, GENERATION = "concept learning", "DDIM inversion", "generation"
-"""The stages of a run, in the order they run (inversion and generation alternate class by class)."""
+CONCEPTS = "concept learning"
+"""The stage that runs first, once, for methods with concepts (the method's per-class stages follow)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class Plan:
     classes: int
     total_classes: int
     resolution: int | None  # None: the pipeline's own
-    concept_resolution: int | None
+    concept_resolution: int | None  # None: the pipeline's own, or no concepts (see method)
     ranks: int = 1
+    method: str = "Diff-II"
 
     @property
     def unet_evaluations(self) -> int:
@@ -70,8 +71,10 @@ class Plan:
         done = self.total_classes - self.classes
         already = f" ({done} already in the store)" if done else ""
         shared = f", shared by {self.ranks} ranks" if self.ranks > 1 else ""
-        head = (f"Diff-II plan: {self.classes} of {self.total_classes} classes to generate{already}{shared}; "
-                f"images at {_pixels(self.resolution)}, concepts learned at {_pixels(self.concept_resolution)}")
+        concepts = (f", concepts learned at {_pixels(self.concept_resolution)}"
+                    if any(stage.name == CONCEPTS for stage in self.stages) else "")
+        head = (f"{self.method} plan: {self.classes} of {self.total_classes} classes to generate{already}{shared}; "
+                f"images at {_pixels(self.resolution)}{concepts}")
         width = max(len(stage.detail) for stage in self.stages)
         digits = len(f"{self.unet_evaluations:,}")
         rows = [f"  {stage.name:<18}{stage.detail:<{width}}  {_evaluations(stage, digits)}" for stage in self.stages]
@@ -100,79 +103,82 @@ def plan_synthesis(header: StoreHeader, *, pending: Sequence[int] | None = None,
     ``pending``: the classes still to generate (default: all). ``concept_steps``: the
     concept-learning steps still to run (default: the config's; 0 when concepts are given
     or already learned, with ``concepts_note`` saying which). Nothing is learned when no
-    class is pending, as :func:`~diffii_datasets.synthesis.synthesize` does.
+    class is pending, as :func:`~diffii_datasets.prepare.prepare` does.
     """
+    from diffii_datasets.methods import get_method
+
+    method = get_method(header.method)
     config = header.config
     pending = list(range(header.num_classes)) if pending is None else sorted(set(pending))
-    generation = config.generation
-    steps = config.concepts.train_steps if concept_steps is None else concept_steps
-    if not pending:
-        steps, concepts_note = 0, "nothing to generate"
-    batch = config.concepts.batch_size
-    if steps:
-        resuming = config.concepts.train_steps - steps
-        detail = f"{steps:,} steps x batch {batch}" + (f" (resuming at step {resuming:,})" if resuming else "")
-    else:
-        detail = f"none: {concepts_note or 'nothing to learn'}"
-    concepts = Stage(CONCEPTS, steps, "step", steps * batch, detail)
-    to_invert = sum(header.real_counts[c] for c in pending)
-    to_generate = sum(header.expected_counts[c] for c in pending)
-    inversion = _image_stage(INVERSION, to_invert, generation.inversion_steps, generation.inversion_guidance_scale)
-    creation = _image_stage(GENERATION, to_generate, generation.denoising_steps, generation.guidance_scale)
-    return Plan((concepts, inversion, creation), len(pending), header.num_classes, generation.resolution,
-                config.concepts.resolution, ranks)
+    stages = []
+    if method.concepts:
+        steps = config.concepts.train_steps if concept_steps is None else concept_steps
+        if not pending:
+            steps, concepts_note = 0, "nothing to generate"
+        batch = config.concepts.batch_size
+        if steps:
+            resuming = config.concepts.train_steps - steps
+            detail = f"{steps:,} steps x batch {batch}" + (f" (resuming at step {resuming:,})" if resuming else "")
+        else:
+            detail = f"none: {concepts_note or 'nothing to learn'}"
+        stages.append(Stage(CONCEPTS, steps, "step", steps * batch, detail))
+    for stage in method.image_stages(config):
+        per_real = bool(stage.per_real)
+        count = sum((header.real_counts if per_real else header.expected_counts)[c] for c in pending)
+        evaluations = count * (stage.per_real if per_real else stage.per_synthetic)
+        stages.append(Stage(stage.name, count, stage.unit, evaluations,
+                            f"{count:,} {stage.detail}" if count else "none"))
+    concept_resolution = config.concepts.resolution if method.concepts else None
+    return Plan(tuple(stages), len(pending), header.num_classes, getattr(config, "resolution", None),
+                concept_resolution, ranks, method.title)
 
 
-def plan_job(job: SynthesisJob, cache_dir: str | os.PathLike) -> Plan:
-    """What :func:`~diffii_datasets.synthesis.synthesize` would do now for ``job`` under ``cache_dir``.
+def plan_job(job: PreparationJob, cache_dir: str | os.PathLike) -> Plan:
+    """What :func:`~diffii_datasets.prepare.prepare` would do now for ``job`` under ``cache_dir``.
 
     Reads, writes nothing: classes already committed to the job's store are left out,
-    and so is concept learning when the concepts are given or already learned in
-    ``<cache_dir>/concepts`` (after an interrupted run, only the steps still to go count).
+    and so is concept learning when the concepts are given or already learned in the
+    cache (after an interrupted run, only the steps still to go count).
     """
     from diffii_datasets.store import StoreFormatError, SyntheticStore
+    from diffii_datasets.store.cache import store_path
 
-    header = job.header()
     try:
-        store: SyntheticStore | None = SyntheticStore.open(Path(cache_dir) / header.key())
+        store: SyntheticStore | None = SyntheticStore.open(store_path(cache_dir, job.header()))
     except StoreFormatError:  # not made yet
         store = None
-    pending = [c for c in range(header.num_classes) if store is None or not store.is_committed(c)]
-    return plan_run(job, store, Path(cache_dir) / "concepts", pending, ranks=1)
+    pending = [c for c in range(len(job.class_names)) if store is None or not store.is_committed(c)]
+    return plan_run(job, store, pending, ranks=1, cache_dir=cache_dir)
 
 
-def plan_run(job: SynthesisJob, store: SyntheticStore | None, concepts_root: Path, pending: Sequence[int],
-             ranks: int) -> Plan:
-    """The plan of generating ``pending`` classes of ``job`` into ``store`` (None: not made yet)."""
-    steps, note = _concept_steps_to_go(job, concepts_root, store)
+def plan_run(job: PreparationJob, store: SyntheticStore | None, pending: Sequence[int], ranks: int,
+             cache_dir: str | os.PathLike | None = None) -> Plan:
+    """The plan of generating ``pending`` classes of ``job`` into ``store`` (None: not made yet, in ``cache_dir``)."""
+    steps, note = _concept_steps_to_go(job, Path(cache_dir) if store is None else store.path.parent, store)
     return plan_synthesis(job.header(), pending=pending, concept_steps=steps, concepts_note=note, ranks=ranks)
 
 
-def _concept_steps_to_go(job: SynthesisJob, concepts_root: Path, store: SyntheticStore | None) -> tuple[int, str]:
+def _concept_steps_to_go(job: PreparationJob, cache_dir: Path, store: SyntheticStore | None) -> tuple[int, str]:
     """Concept-learning steps a run still has to make, and why none when none."""
     from diffii_datasets.diffusion.concepts.checkpoint import CHECKPOINT_FILE
+    from diffii_datasets.store import ConceptCache
 
+    if not job.method.concepts:
+        return 0, "the method has none"
     if job.concepts is not None:
         return 0, "the concepts are given"
-    directory = concepts_root / job.concepts_key()
-    if (directory / "concepts.json").is_file():
-        return 0, f"already learned ({directory})"
+    cache = ConceptCache(cache_dir)
+    if cache.is_learned(job.concepts_key()):
+        return 0, f"already learned ({cache.directory(job.concepts_key())})"
     steps = job.config.concepts.train_steps
     try:
-        state = read_json(store.work_dir / "concepts" / CHECKPOINT_FILE, missing_ok=True) if store else None
+        state = read_json(store.concept_work_dir / CHECKPOINT_FILE, missing_ok=True) if store else None
     except FileFormatError:  # learning will say what is wrong with it
         state = None
     done = state.get("step") if isinstance(state, dict) else None
     if not isinstance(done, int) or done <= 0:
         return steps, ""
     return max(steps - done, 0), "finished in the checkpoint of an interrupted run"
-
-
-def _image_stage(name: str, images: int, steps: int, guidance: float) -> Stage:
-    """Images x steps, twice with classifier-free guidance (the unconditional branch runs in the same UNet call)."""
-    branches = 2 if guidance > 1 else 1
-    detail = f"{images:,} images x {steps} steps" + (f" x 2 (guidance {guidance:g})" if branches == 2 else "")
-    return Stage(name, images, "image", images * steps * branches, detail if images else "none")
 
 
 def format_duration(seconds: float) -> str:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw, ImageFont
 
-from diffii_datasets.store import SyntheticStore
+    from diffii_datasets.store import SyntheticStore
 
-__all__ = ["preview_grid", "preview_store"]
+__all__ = ["PER_CLASS", "TILE", "preview_grid", "preview_store"]
 
+PER_CLASS = 4
+"""Real and synthetic images shown per class, by default."""
+TILE = 96
+"""The side of each image in pixels, by default."""
 LABEL_WIDTH = 160
 GAP = 4
 SEPARATOR = 12
@@ -17,7 +23,7 @@ SEPARATOR = 12
 
 def preview_grid(
     rows: Sequence[tuple[str, Sequence[Image.Image], Sequence[Image.Image]]],
-    tile: int = 96,
+    tile: int = TILE,
 ) -> Image.Image:
     """Render ``(class_name, real_images, synthetic_images)`` rows into one RGB image.
 
@@ -26,6 +32,8 @@ def preview_grid(
     ``LABEL_WIDTH + max_real * (tile + GAP) + SEPARATOR + max_synthetic * (tile + GAP)``
     pixels wide and ``len(rows) * (tile + GAP) + header`` high.
     """
+    from PIL import Image, ImageDraw, ImageFont
+
     if not rows:
         raise ValueError("rows must hold at least one (class_name, real, synthetic) row")
     if tile < 8:
@@ -61,8 +69,8 @@ def _fit(text: str, draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont) -> str
     return text + "..."
 
 
-def preview_store(store: SyntheticStore, classes: Sequence[int] | None = None, per_class: int = 4,
-                  tile: int = 96) -> Image.Image:
+def preview_store(store: SyntheticStore, classes: Sequence[int] | None = None, per_class: int = PER_CLASS,
+                  tile: int = TILE) -> Image.Image:
     """A :func:`preview_grid` of a store: up to ``per_class`` real and synthetic images of each class."""
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
@@ -75,14 +83,9 @@ def preview_store(store: SyntheticStore, classes: Sequence[int] | None = None, p
     for c in classes:
         if not store.is_committed(c):
             continue
-        real = [_load(path) for path in store.real_images(c)[:per_class]]
-        synthetic = [_load(store.image_path(c, r["file"])) for r in store.records(c)[:per_class]]
+        real = [store.load_image(path) for path in store.real_images(c)[:per_class]]
+        synthetic = [store.load_image(store.image_path(c, r.file)) for r in store.records(c)[:per_class]]
         rows.append((f"{c}: {names[c]}", real, synthetic))
     if not rows:
         raise ValueError(f"none of the requested classes is committed in {store.path} yet")
     return preview_grid(rows, tile=tile)
-
-
-def _load(path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")

@@ -71,7 +71,7 @@ def test_the_published_concept_steps_on_a_cpu_warn_with_the_measured_time(tmp_pa
             callback(step, 0.0)
         raise _Stop
 
-    monkeypatch.setattr("diffii_datasets.synthesis.learn_concepts", learn_a_little)
+    monkeypatch.setattr("diffii_datasets.diffusion.concepts.learn_concepts", learn_a_little)
     wrapper = make_wrapper(make_dataset(), tmp_path, pipeline=tiny_pipe,
                            config=FAST_CONFIG.replace(concept_train_steps=35_000))
     with pytest.warns(UserWarning, match=r"learning concepts for 35,000 steps \(the published recipe\) on a CPU "
@@ -80,7 +80,7 @@ def test_the_published_concept_steps_on_a_cpu_warn_with_the_measured_time(tmp_pa
             wrapper.prepare()
     (warning,) = [w for w in caught if "on a CPU" in str(w.message)]
     assert warning.filename == __file__
-    monkeypatch.setattr("diffii_datasets.synthesis.learn_concepts", learn_a_little)
+    monkeypatch.setattr("diffii_datasets.diffusion.concepts.learn_concepts", learn_a_little)
     with warnings.catch_warnings():  # fewer steps: no warning
         warnings.simplefilter("error")
         with pytest.raises(_Stop):

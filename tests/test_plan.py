@@ -9,10 +9,12 @@ from diffii_datasets import DiffIIConfig
 from diffii_datasets.diffusion.denoise import two_stage_denoise
 from diffii_datasets.diffusion.inversion import ddim_invert
 from diffii_datasets.diffusion.pipeline import latent_shape
-from diffii_datasets.plan import CONCEPTS, GENERATION, INVERSION, format_duration, plan_job, plan_synthesis
+from diffii_datasets.job import PreparationJob
+from diffii_datasets.methods.diff_ii import GENERATION, INVERSION
+from diffii_datasets.plan import CONCEPTS, format_duration, plan_job, plan_synthesis
 from diffii_datasets.progress import ETA_AFTER_STEPS, RunProgress
 from diffii_datasets.store import StoreHeader, SyntheticStore
-from diffii_datasets.synthesis import SynthesisJob
+from diffii_datasets.store.cache import store_path
 from diffii_datasets.testing import tiny_image_dataset
 
 
@@ -32,7 +34,9 @@ def test_the_paper_defaults_count_every_stage():
     assert plan.unet_evaluations == 280_000 + 1_200 + 1_500
     text = str(plan)
     assert "3 of 3 classes to generate" in text and "the pipeline's own size" in text and "224 px" in text
-    assert "35,000 steps x batch 8" in text and "30 images x 25 steps x 2 (guidance 7.5)" in text
+    assert text.startswith("Diff-II plan:")
+    assert "35,000 steps x batch 8" in text and "30 synthetic images x 25 steps x 2 (guidance 7.5)" in text
+    assert "6 real images x 200 steps" in text
     assert text.splitlines()[-1].split() == ["total", "282,700", "UNet", "evaluations"]
 
 
@@ -59,7 +63,7 @@ def test_durations_read_in_two_units(seconds, text):
 def _job(config, concepts=None):
     dataset = tiny_image_dataset(num_classes=2, per_class=[2, 1], size=32)
     images = [[dataset[i][0] for i in range(len(dataset)) if dataset.targets[i] == c] for c in range(2)]
-    return SynthesisJob(images, dataset.classes, "shape", config, "f" * 16, "tiny", concepts)
+    return PreparationJob(images, dataset.classes, "shape", config, "f" * 16, "tiny", concepts)
 
 
 def test_plan_job_reads_the_cache_and_writes_nothing(tmp_path):
@@ -69,9 +73,9 @@ def test_plan_job_reads_the_cache_and_writes_nothing(tmp_path):
     assert not (tmp_path / "cache").exists()
     assert (fresh.classes, fresh.stage(CONCEPTS).count, fresh.stage(GENERATION).count) == (2, 50, 6)
     # An interrupted run: its store holds class 0 and a concept checkpoint at step 30.
-    store = job.create_store(tmp_path / "cache")
-    (store.work_dir / "concepts").mkdir(parents=True)
-    (store.work_dir / "concepts" / "concepts-checkpoint.json").write_text('{"step": 30}')
+    store = SyntheticStore.create(store_path(tmp_path / "cache", job.header()), job.header())
+    store.concept_work_dir.mkdir(parents=True)
+    (store.concept_work_dir / "concepts-checkpoint.json").write_text('{"step": 30}')
     store.class_dir(0).mkdir(parents=True)
     (store.class_dir(0) / "class.json").write_text("{}")
     partial = plan_job(job, tmp_path / "cache")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from diffii_datasets import DiffIIConfig
 from diffii_datasets._io import FileFormatError
-from diffii_datasets.store import StoreFormatError, StoreHeader, StoreMismatchError, SyntheticStore
+from diffii_datasets.store import StoreFormatError, StoreHeader, StoreMismatchError, SyntheticRecord, SyntheticStore
 
 HEADER = StoreHeader(config=DiffIIConfig(seed=0), classes=("F/A-18", "../x"), metaclass="plane", dataset="d0",
                      model="m0", concepts="c0", real_counts=(2, 2), expected_counts=(3, 3))
@@ -24,7 +24,7 @@ def _fill(store, class_index, count=3):
             writer.add_real(i, Image.new("RGB", (8, 8), (0, 0, 100 + i)))
         for i in range(count):
             writer.add(Image.new("RGB", (8, 8), (i * 40, class_index * 50, 0)),
-                       {"index": i, "source_indices": [0, 1], "lam": 0.5, "suffix": "on a branch", "seed": 7})
+                       SyntheticRecord(i, class_index, source_indices=(0, 1), lam=0.5, suffix="on a branch", seed=7))
 
 
 def test_commit_writes_a_whole_class_under_its_index(tmp_path):
@@ -33,10 +33,12 @@ def test_commit_writes_a_whole_class_under_its_index(tmp_path):
     assert store.is_committed(1) and not store.is_committed(0)
     assert sorted(p.name for p in store.classes_dir.iterdir()) == ["00001"]
     records = store.records(1)
-    assert [r["index"] for r in records] == [0, 1, 2]
-    assert records[0]["file"] == "images/00000.png" and records[0]["label"] == 1 and records[0]["suffix"]
+    assert [r.index for r in records] == [0, 1, 2]
+    assert records[0].file == "images/00000.png" and records[0].label == 1 and records[0].suffix
+    assert records[0] == SyntheticRecord(0, 1, (0, 1), 0.5, "on a branch", 7, file="images/00000.png",
+                                         sha256=records[0].sha256)
     assert torch.equal(store.read_inversions(1), torch.full((2, 4, 2, 2), 1.0))
-    with Image.open(store.image_path(1, records[2]["file"])) as image:
+    with Image.open(store.image_path(1, records[2].file)) as image:
         assert image.getpixel((0, 0)) == (80, 50, 0)
     assert [p.name for p in store.real_images(1)] == ["00000.png", "00001.png"]
     with Image.open(store.real_images(1)[1]) as image:
@@ -48,7 +50,7 @@ def test_error_while_writing_leaves_nothing(tmp_path):
     store = SyntheticStore.create(tmp_path / "s", HEADER)
     with pytest.raises(RuntimeError, match="boom"):
         with store.writing(0) as writer:
-            writer.add(Image.new("RGB", (8, 8)), {"index": 0})
+            writer.add(Image.new("RGB", (8, 8)), SyntheticRecord(0, 0))
             raise RuntimeError("boom")
     assert not store.is_committed(0)
     assert list(store.classes_dir.iterdir()) == []
@@ -142,7 +144,7 @@ def test_jpeg_option(tmp_path):
     header = dataclasses.replace(HEADER, config=DiffIIConfig(image_format="jpeg"))
     store = SyntheticStore.create(tmp_path / "s", header)
     _fill(store, 0, count=1)
-    assert store.records(0)[0]["file"] == "images/00000.jpg"
+    assert store.records(0)[0].file == "images/00000.jpg"
     with pytest.raises(ValueError, match="image_format"):
         DiffIIConfig(image_format="gif")
 
@@ -167,7 +169,7 @@ def test_verify_manifest_finds_a_stale_commit_record(tmp_path):
 def test_a_full_disk_while_committing_leaves_no_temporary(tmp_path, monkeypatch):
     import errno
 
-    import diffii_datasets.store_writer as store_module
+    import diffii_datasets.store.writer as store_module
 
     store = SyntheticStore.create(tmp_path / "s", HEADER)
 

@@ -13,7 +13,7 @@ from typing import Any
 from diffii_datasets.cli._common import AddCommand, CommandError, add_knob_flags, knob_values, positive_int
 from diffii_datasets.cli.released import add_released_flags
 from diffii_datasets.config import DiffIIConfig
-from diffii_datasets.datasets.settings import (
+from diffii_datasets.settings.base import (
     FAMILIES,
     LONG_TAIL_PROFILES,
     Setting,
@@ -89,7 +89,7 @@ def _family_names(kind: str) -> list[str]:
 
 
 def resolve_setting(args: argparse.Namespace) -> Setting:
-    """The :class:`~diffii_datasets.datasets.Setting` that ``SETTING``, ``--shots`` and ``--imbalance-factor`` name."""
+    """The :class:`~diffii_datasets.settings.Setting` that ``SETTING``, ``--shots`` and ``--imbalance-factor`` name."""
     fixed = args.setting not in FAMILIES
     setting = get_setting(args.setting) if fixed else None
     family = FAMILIES[setting.family if fixed else args.setting]
@@ -119,7 +119,7 @@ def resolve_setting(args: argparse.Namespace) -> Setting:
 def config_from_args(args: argparse.Namespace) -> DiffIIConfig:
     """The :class:`DiffIIConfig` of a ``generate`` command line.
 
-    The paper's defaults with the setting's own (:meth:`~diffii_datasets.datasets.Setting.default_knobs`,
+    The paper's defaults with the setting's own (:meth:`~diffii_datasets.settings.Setting.default_knobs`,
     as the Hub builder uses them), or a ``--config`` file; then every knob flag given.
     """
     from diffii_datasets._io import read_json
@@ -206,10 +206,8 @@ def run_generate(args: argparse.Namespace) -> int:
         world.barrier()
         if not world.is_main:
             train, metaclass, released = load_training_set(args, subset_seed, first=False)
-        if released is not None:
-            concepts, config = released.concepts, config.replace(suffixes=released.suffixes.spec())
-        augmented = DiffIIAugmented(train, metaclass, config=config, concepts=concepts, cache_dir=args.cache_dir,
-                                    device=world.device, progress=not args.quiet)
+        augmented = DiffIIAugmented(train, metaclass, config=config, concepts=concepts, released=released,
+                                    cache_dir=args.cache_dir, device=world.device, progress=not args.quiet)
         augmented.prepare(world=world)
         generated = sorted(c for rank_generated in world.all_gather(augmented.report.generated)
                            for c in rank_generated)

@@ -31,25 +31,23 @@ def add_commands(add_command: AddCommand) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     from diffii_datasets.cli.generate import load_training_set
-    from diffii_datasets.data import class_names, scan_dataset
+    from diffii_datasets.job import build_job
     from diffii_datasets.plan import plan_job
     from diffii_datasets.store import default_cache_dir
-    from diffii_datasets.synthesis import SynthesisJob
+    from diffii_datasets.store.cache import store_path
 
     config = config_from_args(args)
     concepts = concepts_from_args(args)
     subset_seed = config.seed if args.subset_seed is None else args.subset_seed
-    train, metaclass, _ = load_training_set(args, subset_seed, first=True)
+    train, metaclass, released = load_training_set(args, subset_seed, first=True)
     cache = Path(args.cache_dir).expanduser() if args.cache_dir is not None else default_cache_dir()
-    classes = class_names(train)
-    scan = scan_dataset(train, classes, cache_dir=cache if cache.is_dir() else None)  # creates no cache
-    job = SynthesisJob(scan.images_by_class, classes, metaclass, config, scan.fingerprint, config.model, concepts)
+    job = build_job(train, metaclass, config, concepts=concepts, released=released,
+                    cache_dir=cache if cache.is_dir() else None)  # creates no cache
     plan = plan_job(job, cache)
-    print(f"{resolve_setting(args).name}: {len(train)} real images in {len(classes)} classes "
+    print(f"{resolve_setting(args).name}: {len(train)} real images in {len(job.class_names)} classes "
           f"(metaclass {metaclass!r}) from {Path(args.root).expanduser()}")
     print(plan)
-    store = cache / job.header().key()
-    state = ("complete" if plan.classes == 0 else "in progress" if (store / "store.json").is_file()
-             else "not made yet")
+    store = store_path(cache, job.header())
+    state = "complete" if plan.classes == 0 else "in progress" if store.is_dir() else "not made yet"
     print(f"store: {store} ({state})")
     return 0

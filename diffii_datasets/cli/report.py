@@ -8,7 +8,8 @@ from typing import Any
 
 from diffii_datasets.cli._common import (CLASSES_HELP, STORE_HELP, AddCommand, CommandError, add_knob_flags,
                                          knob_values, open_store, parse_classes, positive_int)
-from diffii_datasets.quality.settings import QualitySettings
+from diffii_datasets.quality.settings import GRID_IMAGES, QualitySettings
+from diffii_datasets.quality.sweep import DEFAULT_SPLIT_RATIOS, SWEEP_IMAGES
 
 EPILOG_REPORT = """examples:
   diffii-datasets report stores/3f9c2a... -o report/
@@ -40,7 +41,7 @@ def add_commands(add_command: AddCommand) -> None:
     report.add_argument("store", help=STORE_HELP)
     report.add_argument("-o", "--output-dir", required=True, help="directory for report.json and report.html")
     report.add_argument("--classes", help=CLASSES_HELP)
-    report.add_argument("--grid-images", type=positive_int, default=6,
+    report.add_argument("--grid-images", type=positive_int, default=GRID_IMAGES,
                         help="real and synthetic images shown per class (default: %(default)s)")
     _add_model_flags(report)
 
@@ -50,9 +51,10 @@ def add_commands(add_command: AddCommand) -> None:
     sweep.add_argument("--class", dest="class_", required=True, metavar="CLASS", help="a class index or name")
     sweep.add_argument("-o", "--output-dir", required=True, help="directory for sweep.json, sweep.png, "
                                                                  "sweep-images.png")
-    sweep.add_argument("--split-ratios", default="0,0.1,0.3,0.5,0.7,1",
+    sweep.add_argument("--split-ratios", default=",".join(f"{ratio:g}" for ratio in DEFAULT_SPLIT_RATIOS),
                        help="comma-separated split ratios in [0, 1] (default: %(default)s)")
-    sweep.add_argument("--images", type=positive_int, default=8, help="images per split ratio (default: %(default)s)")
+    sweep.add_argument("--images", type=positive_int, default=SWEEP_IMAGES,
+                       help="images per split ratio (default: %(default)s)")
     sweep.add_argument("--model", help="the store's model (Hub id or directory; default: the one the store names)")
     sweep.add_argument("--concepts", help="the concept set the store was made with, when it was given to generate "
                                           "(default: the store's learned concepts)")
@@ -144,7 +146,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
         pipeline = tiny_pipeline(seed=0, device=args.device)
     else:
-        from diffii_datasets.synthesis import load_generation_pipeline
+        from diffii_datasets.prepare import load_generation_pipeline
 
         pipeline = load_generation_pipeline(args.model or store.header.model, device=args.device)
     try:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from diffii_datasets.cli._common import (CLASSES_HELP, STORE_HELP, AddCommand, CommandError, open_store, parse_classes,
                                          positive_int)
+from diffii_datasets.preview import PER_CLASS, TILE
 
 if TYPE_CHECKING:
     from diffii_datasets.store import SyntheticStore
@@ -49,9 +50,9 @@ def add_commands(add_command: AddCommand) -> None:
     preview.add_argument("store", help=STORE_HELP)
     preview.add_argument("-o", "--output", required=True, help="image file to write (.png or .jpg)")
     preview.add_argument("--classes", help=CLASSES_HELP)
-    preview.add_argument("--per-class", type=positive_int, default=4,
+    preview.add_argument("--per-class", type=positive_int, default=PER_CLASS,
                          help="real and synthetic images shown per class (default: %(default)s)")
-    preview.add_argument("--tile", type=positive_int, default=96,
+    preview.add_argument("--tile", type=positive_int, default=TILE,
                          help="side of each image in pixels (default: %(default)s)")
 
 

@@ -31,6 +31,8 @@ from collections.abc import Callable
 
 import torch
 
+from diffii_datasets.diffusion.config import INTERPOLATION_METHODS
+
 
 __all__ = [
     "METHODS",
@@ -151,12 +153,10 @@ def linear_interpolate(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tens
     return _finish((1 - lam_rows)[:, None] * a_rows + lam_rows[:, None] * b_rows, a)
 
 
-METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor], torch.Tensor]] = {
-    "circle": circle_interpolate,
-    "spherical": spherical_interpolate,
-    "extrapolate": spherical_extrapolate,
-    "linear": linear_interpolate,
-}
+METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor], torch.Tensor]] = dict(zip(
+    INTERPOLATION_METHODS, (circle_interpolate, spherical_interpolate, spherical_extrapolate, linear_interpolate)))
+"""The function of each name of :data:`~diffii_datasets.diffusion.config.INTERPOLATION_METHODS` (listed once there,
+in this order: Eq. 5, Eq. 6, Eq. 7, linear)."""
 
 
 def _check_method(interpolation: str) -> None:

@@ -9,8 +9,9 @@
     DiffIIBuilder(config_name="cub-5shot", source="someone/diffii-cub")   # or a local export folder
     DiffIIBuilder(config_name="cub-5shot", data_dir="/data", released=True)  # the authors' concepts and subset
 
-Generating calls :func:`~diffii_datasets.synthesis.synthesize`, the one synthesis path,
-with its resumable store (under ``diffii_cache_dir``); downloading reads
+Generating builds its job with :func:`~diffii_datasets.job.build_job` and runs
+:func:`~diffii_datasets.prepare.prepare`, the one preparation path, with its resumable
+store (under ``diffii_cache_dir``); downloading reads
 the Parquet layout :func:`~diffii_datasets.hf.export_to_folder` writes and checks its
 features. :func:`load` does the three steps at once.
 """
@@ -30,15 +31,15 @@ from huggingface_hub import snapshot_download
 
 from diffii_datasets import _checks
 from diffii_datasets.config import DiffIIConfig
-from diffii_datasets.datasets.settings import Setting, get_setting, list_settings
+from diffii_datasets.settings.base import Setting, get_setting, list_settings
 from diffii_datasets.hf.convert import real_examples, synthetic_examples, test_examples
 from diffii_datasets.hf.features import SPLITS, check_features, diffii_features
 from diffii_datasets.hf.hub import CITATION, check_repo_id, prebuilt_files
 from diffii_datasets.store import SyntheticStore, default_cache_dir
 
 if TYPE_CHECKING:
-    from diffii_datasets.datasets.loading import SettingSplits
-    from diffii_datasets.synthesis import SynthesisJob
+    from diffii_datasets.settings.loading import SettingSplits
+    from diffii_datasets.job import PreparationJob
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
 
     def diffii_config(self) -> DiffIIConfig:
         """The full Diff-II configuration: paper defaults, the setting's defaults
-        (:meth:`~diffii_datasets.datasets.settings.Setting.default_knobs`), then ``diffii``."""
+        (:meth:`~diffii_datasets.settings.base.Setting.default_knobs`), then ``diffii``."""
         return DiffIIConfig.from_dict({**self.setting().default_knobs(), **(self.diffii or {}), "seed": self.seed})
 
 
@@ -96,7 +97,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     and ``test`` (the real evaluation split); features: :func:`~diffii_datasets.hf.diffii_features`.
 
     Args:
-        config_name: one of the settings of :func:`~diffii_datasets.datasets.list_settings`.
+        config_name: one of the settings of :func:`~diffii_datasets.settings.list_settings`.
         data_dir: the raw data root to generate from (see :class:`DiffIIBuilderConfig`).
         source: a Hub repository id or a local export folder to load a prebuilt set from
             instead; then no generation knob may be passed.
@@ -194,11 +195,15 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         its cache without generating (a second ``download_and_prepare``); ``None`` for a
         prebuilt ``source``. Finding it reads the real subset once to fingerprint it.
         """
+        from diffii_datasets.store import StoreFormatError
+        from diffii_datasets.store.cache import store_path
+
         if self._store is None and self.config.source is None and self.config.data_dir is not None:
-            _, job, cache = self._synthesis_job()
-            path = cache / job.header().key()
-            if (path / "store.json").is_file():
-                self._store = SyntheticStore.open(path)
+            _, job, cache = self._preparation_job()
+            try:
+                self._store = SyntheticStore.open(store_path(cache, job.header()))
+            except StoreFormatError:  # nothing generated yet
+                pass
         return self._store
 
     def _info(self) -> datasets.DatasetInfo:
@@ -216,44 +221,38 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
 
     # -- generating ----------------------------------------------------------------------
 
-    def _synthesis_job(self) -> tuple[SettingSplits, SynthesisJob, Path]:
+    def _preparation_job(self) -> tuple[SettingSplits, PreparationJob, Path]:
         """The setting's real splits, the job that fills this config's store, and the store cache."""
-        from diffii_datasets.data import class_names, scan_dataset
-        from diffii_datasets.synthesis import SynthesisJob
+        from diffii_datasets.job import build_job
 
         if self.config.data_dir is None:
             raise ValueError(f"{self.config.name}: pass data_dir=<raw data root> to generate the set, or "
                              "source=<Hub repo id or export folder> to load a prebuilt one")
-        config, concepts = self.config.diffii_config(), self._concepts
+        released = None
         if self.config.released is not None:
             from diffii_datasets.released import load_released
 
             released = load_released(self.config.name, self.config.data_dir, revision=self.config.released,
                                      cache_dir=self._diffii_cache_dir, progress=self._progress)
-            splits, concepts = released.splits, released.concepts
-            config = config.replace(suffixes=released.suffixes.spec())
+            splits = released.splits
         else:
             splits = self.config.setting().load(self.config.data_dir, self.config.seed)
-        names = class_names(splits.train)
         cache = Path(self._diffii_cache_dir) if self._diffii_cache_dir is not None else default_cache_dir()
-        scan = scan_dataset(splits.train, names, cache_dir=cache)  # a reopen reads no image when files are unchanged
-        job = SynthesisJob(scan.images_by_class, names, splits.metaclass, config, scan.fingerprint, config.model,
-                           concepts)
+        # a reopen reads no image when the files are unchanged (the scan cache)
+        job = build_job(splits.train, splits.metaclass, self.config.diffii_config(), concepts=self._concepts,
+                        released=released, cache_dir=cache)
         return splits, job, cache
 
     def _generated_splits(self) -> list[datasets.SplitGenerator]:
-        from diffii_datasets.synthesis import load_generation_pipeline, synthesize
+        from diffii_datasets.prepare import prepare
 
-        splits, job, cache = self._synthesis_job()
+        splits, job, cache = self._preparation_job()
         names = list(job.class_names)
-        store = job.create_store(cache)
-        pipeline, model = self._pipeline, job.config.model
-        synthesize(store, job, lambda: pipeline or load_generation_pipeline(model, self._device),
-                   concepts_root=cache / "concepts", progress=self._progress)
-        self._store = store
+        report = prepare(job, cache_dir=cache, pipeline=self._pipeline, device=self._device, progress=self._progress)
+        self._store = report.store
         self._pipeline = None  # generation is over
         self.info.features = diffii_features(names)
-        store_path = str(store.path)
+        store_path = str(report.store.path)
         generators = [datasets.SplitGenerator(name=split, gen_kwargs={"kind": split, "store_path": store_path})
                       for split in ("train", "synthetic")]
         if self.config.include_test:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from diffii_datasets.datasets.settings import FAMILIES
+from diffii_datasets.settings.base import FAMILIES
 
 __all__ = ["GENERIC_CARD", "cards_dir", "render_card", "resolve_card"]
 BASE_TEMPLATE = "_base.md"

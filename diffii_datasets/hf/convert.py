@@ -16,11 +16,11 @@ from typing import Any
 
 import datasets
 
-from diffii_datasets._io import sha256_file
-from diffii_datasets.data import find_classes, parse_item
+from diffii_datasets.base_dataset import find_classes, parse_item
 from diffii_datasets.hf.features import diffii_features, neutral_provenance
 from diffii_datasets.images import to_pil_rgb
 from diffii_datasets.store import SyntheticStore
+from diffii_datasets.store.record import PROVENANCE
 
 __all__ = [
     "IncompleteStoreError",
@@ -79,23 +79,17 @@ def real_examples(store: SyntheticStore) -> Iterator[dict[str, Any]]:
     for class_index in range(store.header.num_classes):
         for path in store.real_images(class_index):
             name = f"{class_index:05d}/real/{path.name}"
-            yield {"image": _image(path.read_bytes(), name), "label": class_index, **neutral_provenance()}
+            yield {"image": _image(store.read_file(path), name), "label": class_index, **neutral_provenance()}
 
 
 def synthetic_examples(store: SyntheticStore) -> Iterator[dict[str, Any]]:
     """The store's synthetic images with their provenance, class by class, in generation order."""
     for class_index in range(store.header.num_classes):
         for record in store.records(class_index):
-            data = store.image_path(class_index, record["file"]).read_bytes()
-            yield {
-                "image": _image(data, f"{class_index:05d}/{record['file']}"),
-                "label": class_index,
-                "is_synthetic": True,
-                "source_indices": [int(i) for i in record["source_indices"]],
-                "lam": record["lam"],
-                "suffix": record["suffix"],
-                "seed": int(record["seed"]),
-            }
+            data = store.read_file(store.image_path(class_index, record.file))
+            provenance = record.to_dict()
+            yield {"image": _image(data, f"{class_index:05d}/{record.file}"), "label": class_index,
+                   "is_synthetic": True, **{field: provenance[field] for field in PROVENANCE}}
 
 
 def check_test_dataset(dataset: Any, class_names: Sequence[str]) -> None:
@@ -149,7 +143,7 @@ def checked_store_dataset_dict(store: SyntheticStore, test_dataset: Any = None, 
     """:func:`to_dataset_dict` of a store that :func:`open_store` has already checked (checksums are read once)."""
     names = list(store.header.classes)
     features = diffii_features(names)
-    manifest_sha256 = sha256_file(store.path / "manifest.json")
+    manifest_sha256 = store.manifest_digest()
     if test_dataset is not None:
         check_test_dataset(test_dataset, names)
     cache = str(cache_dir) if cache_dir is not None else None

@@ -5,11 +5,15 @@ columns, so splits concatenate and a classifier can tell real from synthetic row
 
 - ``image`` (``Image``) and ``label`` (``ClassLabel`` with the class names);
 - ``is_synthetic`` (``bool``);
-- provenance of synthetic rows: ``source_indices`` (the interpolated pair, as indices
-  among the class's real images in the ``train`` split, empty when the image started
-  from noise), ``lam`` (interpolation strength), ``suffix`` (first-stage suffix) and
-  ``seed`` (the class seed). Real rows hold the neutral values ``[]``, ``None``,
-  ``""`` and ``None``.
+- the provenance of synthetic rows, one column per field of
+  :class:`~diffii_datasets.store.SyntheticRecord` (derived from
+  :data:`~diffii_datasets.store.record.PROVENANCE`): ``source_indices`` (indices among the
+  class's real images in the ``train`` split), ``lam``, ``suffix``, ``seed``, ``strength``,
+  ``target`` (a class index, for inter-class methods) and ``score``. Real rows hold each
+  field's default (``[]``, ``None`` or ``""``).
+
+Exports of diffii-datasets 0.2 lack the columns added since (``strength``, ``target``,
+``score``): they load, the missing columns read as their defaults.
 """
 
 from __future__ import annotations
@@ -21,14 +25,24 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
+from diffii_datasets.store.record import PROVENANCE
+from diffii_datasets.store.record import neutral_provenance as record_defaults
+
 try:  # datasets >= 4
     from datasets import List
 except ImportError:  # datasets 3: Sequence of a plain feature is a list
     from datasets import Sequence as List
 
-__all__ = ["SPLITS", "check_features", "diffii_features", "neutral_provenance", "portable_arrow_schema"]
+__all__ = ["COLUMNS_SINCE_0_2", "SPLITS", "check_features", "diffii_features", "neutral_provenance",
+           "portable_arrow_schema"]
 
 SPLITS = ("train", "synthetic", "test")
+COLUMNS_SINCE_0_2 = ("strength", "target", "score")
+"""Provenance columns an export of diffii-datasets 0.2 does not have."""
+
+_KINDS = {"indices": List(datasets.Value("int32")), "float": datasets.Value("float64"),
+          "text": datasets.Value("string"), "int": datasets.Value("int64"), "class": datasets.Value("int64")}
+"""The Hub feature of each kind of provenance field."""
 
 
 def diffii_features(class_names: Sequence[str]) -> datasets.Features:
@@ -40,10 +54,7 @@ def diffii_features(class_names: Sequence[str]) -> datasets.Features:
         "image": datasets.Image(),
         "label": datasets.ClassLabel(names=names),
         "is_synthetic": datasets.Value("bool"),
-        "source_indices": List(datasets.Value("int32")),
-        "lam": datasets.Value("float64"),
-        "suffix": datasets.Value("string"),
-        "seed": datasets.Value("int64"),
+        **{field: _KINDS[kind] for field, kind in PROVENANCE.items()},
     })
 
 
@@ -72,8 +83,8 @@ def portable_arrow_schema(features: datasets.Features) -> pa.Schema:
 
 
 def neutral_provenance() -> dict[str, Any]:
-    """The provenance columns of a real row."""
-    return {"is_synthetic": False, "source_indices": [], "lam": None, "suffix": "", "seed": None}
+    """The provenance columns of a real row: not synthetic, every field at its default."""
+    return {"is_synthetic": False, **record_defaults()}
 
 
 def check_features(features: Mapping[str, Any] | None, where: str) -> list[str]:
@@ -90,7 +101,8 @@ def check_features(features: Mapping[str, Any] | None, where: str) -> list[str]:
     if not isinstance(label, datasets.ClassLabel) or not label.names:
         raise ValueError(f"{where}: column 'label' must be a ClassLabel with class names, got {label!r}")
     expected = diffii_features(label.names)
-    problems = [f"missing column {name!r} ({expected[name]})" for name in expected if name not in features]
+    problems = [f"missing column {name!r} ({expected[name]})" for name in expected
+                if name not in features and name not in COLUMNS_SINCE_0_2]
     problems += [f"unexpected column {name!r}" for name in features if name not in expected]
     problems += [f"column {name!r} is {features[name]}, expected {expected[name]}"
                  for name in expected if name in features and features[name] != expected[name]]

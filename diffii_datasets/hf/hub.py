@@ -34,7 +34,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from diffii_datasets.datasets.settings import FAMILIES, Setting, list_settings
+from diffii_datasets.settings.base import FAMILIES, Setting, list_settings
 from diffii_datasets.hf.cards import GENERIC_CARD, render_card, resolve_card
 from diffii_datasets.hf.convert import checked_store_dataset_dict, open_store
 from diffii_datasets.hf.features import portable_arrow_schema
@@ -138,6 +138,7 @@ def _generation_record(store: SyntheticStore, config_name: str, family: str, set
         "model": header.model,
         "concepts": header.concepts,
         "real_subset_fingerprint": header.dataset,
+        "method": header.method,
         "generation": header.config.to_dict(),
         "versions": manifest.get("versions", {}),
     }

@@ -53,11 +53,18 @@ def _cells(row: ClassQuality) -> list[dict[str, Any]]:
              "missing": value is None} for key, value in row.measures().items()]
 
 
+_KNOBS_SHOWN = (("split_ratio", "split ratio"), ("strength", "strength"), ("expansion_rate", "expansion rate"))
+"""The knobs of a store's config the report's source line shows, when its method has them."""
+
+
 def _source_line(report: QualityReport) -> str:
     source = report.source
     if source.get("kind") == "store":
-        parts = [f"store {source['path']}", f"model {source['model']}", f"split ratio {source['split_ratio']:g}",
-                 f"expansion rate {source['expansion_rate']:g}", f"{source['interpolation']} interpolation"]
+        config = source["config"]
+        parts = [f"store {source['path']}", f"method {source['method']}", f"model {source['model']}"]
+        parts += [f"{label} {config[knob]:g}" for knob, label in _KNOBS_SHOWN if knob in config]
+        if "interpolation" in config:
+            parts.append(f"{config['interpolation']} interpolation")
         if source.get("missing_classes"):
             parts.append(f"{len(source['missing_classes'])} classes not generated yet (left out)")
     elif source.get("kind") == "datasets":

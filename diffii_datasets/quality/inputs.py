@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffii_datasets import _checks
 from diffii_datasets.quality.images import LazyImages
+
+if TYPE_CHECKING:
+    from diffii_datasets.store import SyntheticRecord
 
 __all__ = ["ImageSets"]
 
@@ -17,7 +20,7 @@ class ImageSets:
     """Per class: its name, real images and synthetic images (paths or image-like values).
 
     ``class_indices`` are the classes' indices in their dataset (default 0, 1, ...);
-    ``records`` the synthetic images' provenance records (a store's metadata), when known;
+    ``records`` the synthetic images' provenance (:class:`~diffii_datasets.store.SyntheticRecord`), when known;
     ``source`` describes where the images come from, for the report.
     """
 
@@ -26,7 +29,7 @@ class ImageSets:
     real: Sequence[Sequence[Any]]
     synthetic: Sequence[Sequence[Any]]
     class_indices: Sequence[int] | None = None
-    records: Sequence[Sequence[dict[str, Any]]] | None = None
+    records: Sequence[Sequence[SyntheticRecord]] | None = None
     source: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,12 +63,11 @@ class ImageSets:
             class_names=[header.classes[c] for c in committed],
             metaclass=header.metaclass,
             real=[store.real_images(c) for c in committed],
-            synthetic=[[store.image_path(c, r["file"]) for r in rows] for c, rows in zip(committed, records)],
+            synthetic=[[store.image_path(c, r.file) for r in rows] for c, rows in zip(committed, records)],
             class_indices=committed,
             records=records,
-            source={"kind": "store", "path": str(store.path), "model": header.model, "concepts": header.concepts,
-                    "split_ratio": config.split_ratio, "expansion_rate": config.expansion_rate,
-                    "interpolation": config.interpolation, "config_hash": config.hash(),
+            source={"kind": "store", "path": str(store.path), "method": store.method.title, "model": header.model,
+                    "concepts": header.concepts, "config": config.to_dict(), "config_hash": config.hash(),
                     "missing_classes": [c for c in wanted if c not in committed]},
         )
 
@@ -76,7 +78,7 @@ class ImageSets:
         Images are read when their class is evaluated; they must be images, not
         normalised tensors (put no normalising transform on the datasets).
         """
-        from diffii_datasets.data import class_names, dataset_targets, parse_item
+        from diffii_datasets.base_dataset import class_names, dataset_targets, parse_item
 
         names = class_names(real)
 

@@ -8,8 +8,11 @@ of its first denoising stage ("" when the suffixed stage did not run).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diffii_datasets.store import SyntheticRecord
 
 __all__ = ["LAMBDA_BINS", "NO_SUFFIX", "lambda_edges", "summarize_provenance"]
 
@@ -18,9 +21,9 @@ NO_SUFFIX = "(no suffix)"
 """How the suffix usage names images whose suffixed stage did not run."""
 
 
-def lambda_edges(records: Sequence[Mapping[str, Any]], bins: int = LAMBDA_BINS) -> list[float]:
+def lambda_edges(records: Sequence[SyntheticRecord], bins: int = LAMBDA_BINS) -> list[float]:
     """``bins + 1`` equal-width edges from 0 to the largest ``lam`` of ``records`` (to 1 when there is none)."""
-    lams = [float(r["lam"]) for r in records if r.get("lam") is not None]
+    lams = [float(r.lam) for r in records if r.lam is not None]
     top = max(lams, default=0.0) or 1.0
     return [top * i / bins for i in range(bins + 1)]
 
@@ -34,14 +37,14 @@ def _histogram(values: list[float], edges: list[float]) -> list[int]:
     return counts
 
 
-def summarize_provenance(records: Sequence[Mapping[str, Any]], edges: Sequence[float]) -> dict[str, Any]:
+def summarize_provenance(records: Sequence[SyntheticRecord], edges: Sequence[float]) -> dict[str, Any]:
     """Counts, the noise-started share, ``lam``'s range, mean and histogram over ``edges``, and suffix usage.
 
     The histogram's last bin includes its upper edge. Suffixes are listed most used first.
     """
-    lams = [float(r["lam"]) for r in records if r.get("lam") is not None]
+    lams = [float(r.lam) for r in records if r.lam is not None]
     noise = len(records) - len(lams)
-    suffixes = Counter(r.get("suffix") or NO_SUFFIX for r in records)
+    suffixes = Counter(r.suffix or NO_SUFFIX for r in records)
     return {
         "count": len(records),
         "noise_started": noise,

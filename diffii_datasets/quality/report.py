@@ -11,12 +11,9 @@ from diffii_datasets._io import atomic_write, write_json
 from diffii_datasets.quality.images import load_rgb
 from diffii_datasets.quality.inputs import ImageSets
 from diffii_datasets.quality.results import QualityReport
-from diffii_datasets.quality.settings import QualitySettings
+from diffii_datasets.quality.settings import GRID_IMAGES, QualitySettings
 
 __all__ = ["GRID_IMAGES", "report_store", "write_report"]
-
-GRID_IMAGES = 6
-"""Real and synthetic images shown per class in the page's grid, by default."""
 
 
 def write_report(report: QualityReport, output_dir: str | os.PathLike, sets: ImageSets | None = None, *,

@@ -15,10 +15,13 @@ from typing import Any
 from diffii_datasets import _checks
 from diffii_datasets._knobs import choice, knob, knobs_of, positive_int, seed, validate
 
-__all__ = ["DEFAULT_CLIP_MODEL", "LPIPS_NETS", "QualitySettings"]
+__all__ = ["DEFAULT_CLIP_MODEL", "GRID_IMAGES", "LPIPS_NETS", "QualitySettings"]
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 """torchmetrics' ``CLIPScore`` default, the usual model behind a reported "CLIP score"."""
+
+GRID_IMAGES = 6
+"""Real and synthetic images shown per class in a report page's grid, by default."""
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 """The backbones of the ``lpips`` package; ``alex`` is its default."""

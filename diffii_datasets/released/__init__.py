@@ -23,10 +23,12 @@ from diffii_datasets._lazy import lazy_exports
 
 _P = "diffii_datasets.released."
 _EXPORTS = {
-    _P + "layout": ("ARCHIVES", "PARTS", "REPO_ID", "ReleasedPaths", "released_paths", "released_settings"),
+    _P + "layout": ("ARCHIVES", "PARTS", "REPO_ID", "WATERBIRDS_LISTS", "ReleasedPaths", "released_paths",
+                    "released_settings"),
     _P + "archives": ("MAX_EXTRACTED_BYTES", "DamagedArchiveError", "UnsafeArchiveError"),
     _P + "names": ("FLOWER_NAMES", "match_categories"),
-    _P + "fetch": ("ReleasedFiles", "fetch_released", "released_cache_dir"),
+    _P + "fetch": ("ReleasedFiles", "ReleasedWaterbirdsLists", "fetch_released", "fetch_waterbirds_lists",
+                   "released_cache_dir"),
     _P + "setting": ("ReleasedSetting", "load_released", "released_splits"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

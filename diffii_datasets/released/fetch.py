@@ -17,11 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffii_datasets import _checks
-from diffii_datasets.datasets.settings import Setting
+from diffii_datasets.settings.base import Setting
 from diffii_datasets.released.archives import MAX_EXTRACTED_BYTES, extract_archive, locate
-from diffii_datasets.released.layout import ARCHIVE_OF_ROLE, PARTS, REPO_ID, ReleasedPaths, released_paths
+from diffii_datasets.released.layout import (
+    ARCHIVE_OF_ROLE,
+    PARTS,
+    REPO_ID,
+    WATERBIRDS_LISTS,
+    ReleasedPaths,
+    released_paths,
+)
 
-__all__ = ["ReleasedFiles", "download_archive", "fetch_released", "released_cache_dir"]
+__all__ = ["ReleasedFiles", "ReleasedWaterbirdsLists", "download_archive", "fetch_released", "fetch_waterbirds_lists",
+           "released_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,3 +154,30 @@ def fetch_released(
     logger.info("released files of %s (%s at %s): %s", layout.setting, REPO_ID, commit,
                 ", ".join(str(path) for path in files.values()))
     return ReleasedFiles(layout, commit or "unknown", archives, files, sources)
+
+
+@dataclass(frozen=True)
+class ReleasedWaterbirdsLists:
+    """The authors' four Waterbirds test lists on disk, in group order (``test00`` ... ``test11``)."""
+
+    commit: str  # the repository commit datasets.zip was downloaded at
+    files: tuple[Path, ...]
+    sources: tuple[str, ...]  # "<archive>:<path inside it>", how messages name each list
+
+
+def fetch_waterbirds_lists(*, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                           force_download: bool = False, progress: bool = True,
+                           max_bytes: int = MAX_EXTRACTED_BYTES) -> ReleasedWaterbirdsLists:
+    """``datasets.zip``'s Waterbirds lists (:data:`~.layout.WATERBIRDS_LISTS`), downloaded and extracted as
+    :func:`fetch_released` does (its text lists only, into the same folder); the arguments are its."""
+    revision = None if revision is None else _checks.check_str(revision, "revision", expected="a branch, tag or commit")
+    name = "datasets.zip"
+    archive = download_archive(name, revision=revision, force_download=force_download, progress=progress)
+    commit = archive.parent.name if _COMMIT.match(archive.parent.name) else revision
+    selection, select = _SELECTIONS[name]
+    extracted = extract_archive(archive, released_cache_dir(cache_dir) / (commit or "unknown") / Path(name).stem,
+                                select=select, selection=selection, max_bytes=max_bytes, progress=progress)
+    files = tuple(locate(extracted, path, archive, f"Waterbirds test list of group {group} ({path})")
+                  for group, path in enumerate(WATERBIRDS_LISTS))
+    return ReleasedWaterbirdsLists(commit or "unknown", files,
+                                   tuple(f"{name}:{file.relative_to(extracted).as_posix()}" for file in files))

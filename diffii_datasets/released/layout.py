@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diffii_datasets.datasets.settings import FAMILIES, Setting, get_setting, list_settings
+from diffii_datasets.settings.base import FAMILIES, Setting, get_setting, list_settings
 
-__all__ = ["ARCHIVES", "PARTS", "REPO_ID", "ReleasedPaths", "released_paths", "released_settings"]
+__all__ = ["ARCHIVES", "PARTS", "REPO_ID", "WATERBIRDS_LISTS", "ReleasedPaths", "released_paths", "released_settings"]
 
 REPO_ID = "Luka-Wang/Diff-II"
 """The Hugging Face *dataset* repository the authors' ``scripts/download.sh`` downloads from."""
@@ -49,9 +49,10 @@ ARCHIVE_OF_ROLE = {
     "test_list": "datasets.zip",
 }
 
-# The authors' name of each family's dataset (``--datasets`` in scripts/run.sh).
-_AUTHORS_DATASET = {"cub": "cub", "aircraft": "aircraft", "cars": "car", "pet": "pet", "cub-lt": "cub",
-                    "flower-lt": "flower"}
+WATERBIRDS_LISTS = tuple(f"datasets/waterbird/test{y}{place}.txt" for y in (0, 1) for place in (0, 1))
+"""The authors' Waterbirds test lists in ``datasets.zip``, one per group ``2 * y + place`` (landbird/waterbird on
+land/water): ``scripts/run.sh`` lines 346, 361, 377 and 393 train one OOD run per list."""
+
 # Imbalance factor -> the authors' ``imb_f`` as ``str(args.imb_f)`` spells it in their paths.
 _IMB_F = {100: "0.01", 20: "0.05", 10: "0.1"}
 
@@ -78,7 +79,7 @@ def released_paths(setting: str | Setting) -> ReleasedPaths:
     """The relative paths of ``setting``'s released files; ``ValueError`` for a setting the authors did not release."""
     if not isinstance(setting, Setting):
         setting = get_setting(setting)
-    dataset = _AUTHORS_DATASET[setting.family]
+    dataset = FAMILIES[setting.family].authors_name
     kind = FAMILIES[setting.family].kind
     if setting.name not in released_settings():
         raise ValueError(f"the authors released artifacts for the paper's settings only "

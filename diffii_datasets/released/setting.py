@@ -1,7 +1,7 @@
 """A paper setting as the authors released it: their concepts, their suffixes, their training and test lists.
 
 The lists are mapped onto the user's copy of the dataset (the root the loaders read), so
-the released subset is a :class:`~diffii_datasets.datasets.LabeledSubset` like a drawn one,
+the released subset is a :class:`~diffii_datasets.image_datasets.LabeledSubset` like a drawn one,
 with this package's class names and labels; the concepts are renumbered in that class order.
 """
 
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diffii_datasets.datasets.settings import Setting, get_setting
+from diffii_datasets.settings.base import Setting, get_setting
 from diffii_datasets.released.fetch import ReleasedFiles, fetch_released
 from diffii_datasets.released.lists import read_image_list, read_suffix_lines
 
 if TYPE_CHECKING:
     from diffii_datasets.augmented import DiffIIAugmented
     from diffii_datasets.config import DiffIIConfig
-    from diffii_datasets.datasets.loading import SettingSplits
+    from diffii_datasets.settings.loading import SettingSplits
     from diffii_datasets.diffusion.concepts import ConceptSet
     from diffii_datasets.diffusion.suffixes import UserSuffixes
 
@@ -50,23 +50,20 @@ class ReleasedSetting:
         return self.files.commit
 
     def diffii_config(self, **knobs: Any) -> DiffIIConfig:
-        """The setting's paper configuration (``Setting.diffii_config``) with the released suffixes, then ``knobs``."""
-        if "suffixes" in knobs:
-            raise ValueError("suffixes: the released setting brings the authors' suffixes; load the setting with "
-                             "load_setting(..., subset='released') to combine its subset with other suffixes")
-        return self.setting.diffii_config(suffixes=self.suffixes.spec(), **knobs)
+        """The setting's paper configuration (``Setting.diffii_config``), then ``knobs``; the released suffixes
+        replace the config's when a job runs with these artifacts."""
+        return self.setting.diffii_config(**knobs)
 
     def augmented(self, *, config: DiffIIConfig | None = None, **kwargs: Any) -> DiffIIAugmented:
         """``DiffIIAugmented`` over the released subset with the released concepts and suffixes: no concept learning.
 
-        ``config`` defaults to :meth:`diffii_config`; a given one gets the released suffixes.
-        ``kwargs`` are the wrapper's (``cache_dir``, ``pipeline``, ``transform``, ...).
+        ``config`` defaults to :meth:`diffii_config`; ``kwargs`` are the wrapper's (``cache_dir``,
+        ``pipeline``, ``transform``, ...).
         """
         from diffii_datasets.augmented import DiffIIAugmented
 
-        config = self.diffii_config() if config is None else config.replace(suffixes=self.suffixes.spec())
-        return DiffIIAugmented(self.splits.train, self.splits.metaclass, config=config, concepts=self.concepts,
-                               **kwargs)
+        return DiffIIAugmented(self.splits.train, self.splits.metaclass, config=config or self.diffii_config(),
+                               released=self, **kwargs)
 
 
 def load_released(
@@ -85,7 +82,7 @@ def load_released(
     """The authors' concepts, suffixes, training subset and test list of ``setting``, on the dataset under ``root``.
 
     ``revision``, ``cache_dir``, ``force_download`` and ``progress`` are :func:`~.fetch.fetch_released`'s;
-    the transforms and ``download`` are :func:`~diffii_datasets.datasets.load_family`'s. Errors name
+    the transforms and ``download`` are :func:`~diffii_datasets.settings.load_family`'s. Errors name
     the file or image at fault: a released file missing from its archive, a class name that
     matches none of the dataset's, an image listed by the authors that is not under ``root``.
     """
@@ -131,9 +128,9 @@ def _map_lists(files: ReleasedFiles, root: str | os.PathLike, transform: Callabl
                test_transform: Callable | None, target_transform: Callable | None, download: bool
                ) -> tuple[SettingSplits, dict[str, int]]:
     """The released lists as splits of the dataset under ``root``, and ``{authors' class name: class index}``."""
-    from diffii_datasets.data import class_names
-    from diffii_datasets.datasets.listed import listed_subset
-    from diffii_datasets.datasets.loading import SettingSplits, load_family_pools
+    from diffii_datasets.base_dataset import class_names
+    from diffii_datasets.image_datasets.listed import listed_subset
+    from diffii_datasets.settings.loading import SettingSplits, load_family_pools
     from diffii_datasets.released.names import match_categories
 
     setting = get_setting(files.setting)

@@ -9,8 +9,8 @@ import pytest
 
 from diffii_datasets.diffusion.prompts import build_prompt, check_prompt_length
 from diffii_datasets.diffusion.suffixes import (
-    BUILTIN_FAMILIES,
-    GENERIC_FAMILY,
+    BUILTIN_LISTS,
+    GENERIC_LIST,
     BuiltinSuffixes,
     CaptionedSuffixes,
     ExtractiveSummariser,
@@ -18,7 +18,7 @@ from diffii_datasets.diffusion.suffixes import (
     OpenAICompatibleSummariser,
     UserSuffixes,
     builtin_suffixes,
-    family_for_metaclass,
+    list_for_metaclass,
     suffix_provider,
 )
 from diffii_datasets.testing import tiny_clip_tokenizer
@@ -33,7 +33,7 @@ def _tokenizer_with_concepts(n_tokens=4):
     return tokenizer, " ".join(tokens)
 
 
-@pytest.mark.parametrize("family", [*BUILTIN_FAMILIES, GENERIC_FAMILY])
+@pytest.mark.parametrize("family", [*BUILTIN_LISTS, GENERIC_LIST])
 def test_builtin_lists_are_short_normalised_and_fit_the_clip_context(family):
     suffixes = BuiltinSuffixes(family).suffixes([], family)
     assert 5 <= len(suffixes) <= 10 and len(set(suffixes)) == len(suffixes)
@@ -49,17 +49,17 @@ def test_builtin_lists_are_short_normalised_and_fit_the_clip_context(family):
 
 @pytest.mark.parametrize("metaclass,family", [
     ("bird", "bird"), ("birds", "bird"), ("airplane", "aircraft"), ("plane", "aircraft"), ("sports car", "car"),
-    ("pet", "animal"), ("dog", "animal"), ("cats", "animal"), ("flower", "flower"), ("shape", GENERIC_FAMILY),
-    ("carpet", GENERIC_FAMILY),
+    ("pet", "animal"), ("dog", "animal"), ("cats", "animal"), ("flower", "flower"), ("shape", GENERIC_LIST),
+    ("carpet", GENERIC_LIST),
 ])
 def test_family_is_chosen_from_the_metaclass(metaclass, family):
-    assert family_for_metaclass(metaclass) == family
+    assert list_for_metaclass(metaclass) == family
 
 
 def test_builtin_without_family_logs_the_list_it_chose(caplog):
     with caplog.at_level(logging.INFO, logger="diffii_datasets.diffusion.suffixes"):
         shapes = suffix_provider("builtin").suffixes([], "shape")
-    assert shapes == builtin_suffixes(GENERIC_FAMILY) and "in a natural setting" in shapes
+    assert shapes == builtin_suffixes(GENERIC_LIST) and "in a natural setting" in shapes
     assert "generic" in caplog.text and "'shape'" in caplog.text
     assert suffix_provider("builtin").suffixes([], "airplane") == builtin_suffixes("aircraft")
     assert suffix_provider("builtin:plane").spec() == "builtin:aircraft"

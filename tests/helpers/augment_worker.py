@@ -14,7 +14,6 @@ import signal
 
 import torch
 
-from diffii_datasets import synthesis
 from diffii_datasets.store import ClassWriter
 from diffii_datasets.testing import tiny_pipeline
 from tests.helpers.augment import make_dataset, make_wrapper
@@ -34,25 +33,13 @@ def main() -> None:
 
         def add_then_maybe_die(self, image, record):
             original_add(self, image, record)
-            if self.class_index == args.kill_in_class and record["index"] + 1 >= args.kill_after:
+            if self.class_index == args.kill_in_class and record.index + 1 >= args.kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         ClassWriter.add = add_then_maybe_die
 
-    reports = []
-    original_synthesize = synthesis.synthesize
-
-    def recording_synthesize(*a, **k):
-        report = original_synthesize(*a, **k)
-        reports.append(report)
-        return report
-
-    synthesis.synthesize = recording_synthesize
-    import diffii_datasets.augmented as augmented
-
-    augmented.synthesize = recording_synthesize
-    make_wrapper(make_dataset(), args.cache_dir, pipeline=tiny_pipeline(seed=0)).prepare()
-    print(json.dumps({"generated": reports[0].generated, "skipped": reports[0].skipped}))
+    report = make_wrapper(make_dataset(), args.cache_dir, pipeline=tiny_pipeline(seed=0)).prepare().report
+    print(json.dumps({"generated": report.generated, "skipped": report.skipped}))
 
 
 if __name__ == "__main__":

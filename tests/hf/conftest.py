@@ -30,6 +30,6 @@ def cub_build(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cub_test_split(cub_build):
     """The fake CUB's real test split, as the builder reads it."""
-    from diffii_datasets.datasets import load_setting
+    from diffii_datasets.settings import load_setting
 
     return load_setting("cub-5shot", cub_build.root / "raw", seed=0).test

@@ -11,7 +11,7 @@ import pytest
 
 import diffii_datasets
 from diffii_datasets import DiffIIAugmented, DiffIIConfig
-from diffii_datasets.datasets import list_settings, load_setting
+from diffii_datasets.settings import list_settings, load_setting
 from diffii_datasets.hf import (
     DiffIIBuilder,
     diffii_features,
@@ -84,7 +84,7 @@ def test_store_is_found_when_datasets_serves_its_cache(cub_build, export_folder,
     def no_generation(*args, **kwargs):
         raise AssertionError("nothing may be generated: the datasets cache holds this config")
 
-    monkeypatch.setattr("diffii_datasets.synthesis.synthesize", no_generation)
+    monkeypatch.setattr("diffii_datasets.prepare.fill_store", no_generation)
     again = DiffIIBuilder(config_name="cub-5shot", **cub_build.kwargs)
     again.download_and_prepare()
     assert again.store is not None and again.store.path == cub_build.store.path

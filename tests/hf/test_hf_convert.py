@@ -26,15 +26,16 @@ def test_rows_are_the_store_files_and_records(cub_build, cub_test_split, tmp_pat
     assert [row["image"]["bytes"] for row in raw["train"]] == [path.read_bytes() for _, path in real]
     assert raw["train"]["label"] == [c for c, _ in real]
     assert raw["train"][0] | {"image": None} == {"image": None, "label": 0, "is_synthetic": False,
-                                                 "source_indices": [], "lam": None, "suffix": "", "seed": None}
+                                                 "source_indices": [], "lam": None, "suffix": "", "seed": None,
+                                                 "strength": None, "target": None, "score": None}
 
     records = [record for c in range(3) for record in store.records(c)]
     rows = raw["synthetic"].to_list()
     assert len(rows) == len(records) == 6
     for row, record in zip(rows, records):
-        assert row["image"]["bytes"] == store.image_path(record["label"], record["file"]).read_bytes()
-        assert (row["label"], row["source_indices"], row["lam"], row["suffix"], row["seed"]) == (
-            record["label"], record["source_indices"], record["lam"], record["suffix"], record["seed"])
+        assert row["image"]["bytes"] == store.image_path(record.label, record.file).read_bytes()
+        assert (row["label"], tuple(row["source_indices"]), row["lam"], row["suffix"], row["seed"]) == (
+            record.label, record.source_indices, record.lam, record.suffix, record.seed)
         assert row["is_synthetic"] is True
 
     assert len(raw["test"]) == len(cub_test_split) == 5
@@ -67,9 +68,9 @@ def test_incomplete_store_is_refused_with_the_missing_classes(cub_build, tmp_pat
 def test_damaged_store_is_refused(cub_build, tmp_path):
     store = copy_store(cub_build, tmp_path)
     record = store.records(0)[1]
-    path = store.image_path(0, record["file"])
+    path = store.image_path(0, record.file)
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
-    with pytest.raises(IncompleteStoreError, match=f"class 0 {record['file']}: checksum mismatch"):
+    with pytest.raises(IncompleteStoreError, match=f"class 0 {record.file}: checksum mismatch"):
         to_dataset_dict(store, cache_dir=tmp_path / "cache")
 
 

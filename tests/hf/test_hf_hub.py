@@ -17,7 +17,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import EntryNotFoundError
 
 from diffii_datasets import DiffIIConfig, SyntheticStore
-from diffii_datasets.datasets import FAMILIES
+from diffii_datasets.settings import FAMILIES
 from diffii_datasets.hf import (
     IncompleteStoreError,
     diffii_features,

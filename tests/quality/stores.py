@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from diffii_datasets import DiffIIConfig
-from diffii_datasets.store import StoreHeader, SyntheticStore
+from diffii_datasets.store import StoreHeader, SyntheticRecord, SyntheticStore
 from diffii_datasets.testing import tiny_image_dataset
 
 SUFFIXES = ("perched on a branch", "in the snow", "flying over water")
@@ -42,6 +42,6 @@ def write_store(path, real, synthetic, names, *, noise_class=None, uncommitted=(
             writer.write_inversions(torch.zeros(len(real_images), 4, 4, 4))
             for k, image in enumerate(synthetic_images):
                 noise = c == noise_class
-                writer.add(image, {"index": k, "source_indices": [] if noise else [0, 1],
-                                   "lam": None if noise else 0.5 * k, "suffix": SUFFIXES[k % 3], "seed": 7})
+                writer.add(image, SyntheticRecord(k, c, source_indices=() if noise else (0, 1),
+                                                  lam=None if noise else 0.5 * k, suffix=SUFFIXES[k % 3], seed=7))
     return SyntheticStore.open(path)

@@ -35,7 +35,7 @@ def no_learning(monkeypatch):
         calls.append(args)
         raise AssertionError("concepts must not be learned with --released")
 
-    monkeypatch.setattr("diffii_datasets.synthesis.learn_concepts", learner)
+    monkeypatch.setattr("diffii_datasets.diffusion.concepts.learn_concepts", learner)
     monkeypatch.setattr("diffii_datasets.diffusion.concepts.training.learn_concepts", learner)
     return calls
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffii_datasets.datasets import custom_setting, load_setting
+from diffii_datasets.settings import custom_setting, load_setting
 from diffii_datasets.released import (
     DamagedArchiveError,
     UnsafeArchiveError,

@@ -9,9 +9,9 @@ adds the one space and the one period.
 
 Three providers, selected with :func:`suffix_provider` (``spec``):
 
-* ``"builtin"`` / ``"builtin:<family>"``: the lists shipped in
+* ``"builtin"`` / ``"builtin:<list>"``: the lists shipped in
   ``diffii_datasets/data/suffixes`` (bird, aircraft, car, animal, flower and a
-  generic list for any other metaclass) (``lists``, ``families``).
+  generic list for any other metaclass) (``lists``, ``builtin_lists``).
 * a list or tuple of strings, or ``"file:<path>"``: the user's own phrases (``lists``).
 * ``"captioned"`` / ``"captioned:<options>"``: caption every training image
   (BLIP by default, ``captioning``), then summarise the captions into at most N
@@ -30,7 +30,7 @@ from diffii_datasets._lazy import lazy_exports
 _P = "diffii_datasets.diffusion.suffixes."
 _EXPORTS = {
     _P + "provider": ("SuffixParseError", "SuffixProvider"),
-    _P + "families": ("BUILTIN_FAMILIES", "GENERIC_FAMILY", "family_for_metaclass"),
+    _P + "builtin_lists": ("BUILTIN_LISTS", "GENERIC_LIST", "list_for_metaclass"),
     _P + "lists": ("BuiltinSuffixes", "UserSuffixes", "builtin_suffixes", "read_suffix_file"),
     _P + "parsing": ("parse_suffixes", "summarisation_prompt"),
     _P + "summariser": ("Summariser",),
@@ -42,4 +42,6 @@ _EXPORTS = {
     _P + "captioned": ("CaptionedSuffixes",),
     _P + "spec": ("suffix_provider",),
 }
-__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+_MOVED = {"BUILTIN_FAMILIES": _P + "builtin_lists:BUILTIN_LISTS", "GENERIC_FAMILY": _P + "builtin_lists:GENERIC_LIST",
+          "family_for_metaclass": _P + "builtin_lists:list_for_metaclass"}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _MOVED)

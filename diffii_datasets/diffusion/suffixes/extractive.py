@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from diffii_datasets import _checks
-from diffii_datasets.diffusion.suffixes.families import BUILTIN_FAMILIES, family_for_metaclass
+from diffii_datasets.diffusion.suffixes.builtin_lists import BUILTIN_LISTS, list_for_metaclass
 from diffii_datasets.diffusion.suffixes.provider import SuffixParseError
 from diffii_datasets.diffusion.suffixes.summariser import Summariser
 
@@ -107,7 +107,7 @@ class ExtractiveSummariser(Summariser):
         text = re.sub(r"[^a-z0-9' ]+", " ", caption.lower())
         text = _LEAD_JUNK.sub("", re.sub(r"\s+", " ", text).strip())
         tokens = _collapse_repeats(text.split())
-        names = {metaclass.lower(), *BUILTIN_FAMILIES.get(family_for_metaclass(metaclass), ())}
+        names = {metaclass.lower(), *BUILTIN_LISTS.get(list_for_metaclass(metaclass), ())}
         names |= {n + "s" for n in names}
         start = next((i + 1 for i, t in enumerate(tokens) if t in names), 0)
         for i in range(start, len(tokens)):

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from diffii_datasets import _checks
-from diffii_datasets.diffusion.suffixes.families import (
-    BUILTIN_FAMILIES,
-    GENERIC_FAMILY,
-    family_for_metaclass,
-    resolve_family,
+from diffii_datasets.diffusion.suffixes.builtin_lists import (
+    BUILTIN_LISTS,
+    GENERIC_LIST,
+    list_for_metaclass,
+    resolve_list,
 )
 from diffii_datasets.diffusion.suffixes.parsing import clean_suffix
 from diffii_datasets.diffusion.suffixes.provider import SuffixProvider
@@ -49,10 +49,10 @@ def read_suffix_file(path: str | os.PathLike) -> list[str]:
     return entries
 
 
-def builtin_suffixes(family: str) -> list[str]:
-    """The shipped list of a family (a name of :data:`BUILTIN_FAMILIES`, one of its aliases, or ``"generic"``)."""
-    family = resolve_family(family)
-    text = resources.files("diffii_datasets").joinpath("data", "suffixes", f"{family}.txt").read_text("utf-8")
+def builtin_suffixes(name: str) -> list[str]:
+    """A shipped list (a name of :data:`BUILTIN_LISTS`, one of its aliases, or ``"generic"``)."""
+    name = resolve_list(name)
+    text = resources.files("diffii_datasets").joinpath("data", "suffixes", f"{name}.txt").read_text("utf-8")
     return _suffix_lines(text)
 
 
@@ -74,25 +74,25 @@ def normalise_list(entries: Iterable[str], metaclass: str, source: str) -> list[
 
 
 class BuiltinSuffixes(SuffixProvider):
-    """A list shipped with the package; ``family=None`` picks it from the metaclass (generic if none matches)."""
+    """A list shipped with the package; ``name=None`` picks it from the metaclass (generic if none matches)."""
 
-    def __init__(self, family: str | None = None) -> None:
-        self.family = None if family is None else resolve_family(family)
+    def __init__(self, name: str | None = None) -> None:
+        self.name = None if name is None else resolve_list(name)
 
     def suffixes(self, images: Sequence[Any], metaclass: str,
                  cache_dir: str | os.PathLike | None = None) -> list[str]:
-        family = self.family
-        if family is None:
-            family = family_for_metaclass(metaclass)
-            if family == GENERIC_FAMILY:
-                logger.info("metaclass %r matches no built-in suffix family (%s); using the generic list",
-                            metaclass, ", ".join(BUILTIN_FAMILIES))
+        name = self.name
+        if name is None:
+            name = list_for_metaclass(metaclass)
+            if name == GENERIC_LIST:
+                logger.info("metaclass %r matches no built-in suffix list (%s); using the generic list",
+                            metaclass, ", ".join(BUILTIN_LISTS))
             else:
-                logger.info("metaclass %r: using the built-in %r suffix list", metaclass, family)
-        return normalise_list(builtin_suffixes(family), metaclass, f"built-in list {family!r}")
+                logger.info("metaclass %r: using the built-in %r suffix list", metaclass, name)
+        return normalise_list(builtin_suffixes(name), metaclass, f"built-in list {name!r}")
 
     def spec(self) -> str:
-        return "builtin" if self.family is None else f"builtin:{self.family}"
+        return "builtin" if self.name is None else f"builtin:{self.name}"
 
 
 class UserSuffixes(SuffixProvider):

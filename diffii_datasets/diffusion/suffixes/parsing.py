@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from diffii_datasets.diffusion.prompts import normalize_suffix
-from diffii_datasets.diffusion.suffixes.families import BUILTIN_FAMILIES, family_for_metaclass
+from diffii_datasets.diffusion.suffixes.builtin_lists import BUILTIN_LISTS, list_for_metaclass
 from diffii_datasets.diffusion.suffixes.provider import SuffixParseError
 
 __all__ = ["clean_suffix", "parse_suffixes", "summarisation_prompt"]
@@ -26,11 +26,11 @@ def clean_suffix(text: str, metaclass: str) -> str:
     """Normalise one phrase for ``metaclass``.
 
     Besides what :func:`normalize_suffix` strips, this removes a prefix naming an
-    alias of the metaclass's family or carrying up to three adjectives ("a photo
+    alias of the metaclass's built-in list or carrying up to three adjectives ("a photo
     of a small bird, perched ..."), markdown emphasis and dangling punctuation.
     """
     text = normalize_suffix(text.strip().strip("*_"))
-    names = {metaclass.strip().lower(), *BUILTIN_FAMILIES.get(family_for_metaclass(metaclass), ())}
+    names = {metaclass.strip().lower(), *BUILTIN_LISTS.get(list_for_metaclass(metaclass), ())}
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True) if n)
     pattern = rf"{_PREFIX_ONLY.pattern}\s+(?:an?\s+|the\s+)?(?:[\w'-]+\s+){{0,3}}?(?:{alternatives})(?:e?s)?\b"
     prefix = re.match(pattern, text, re.IGNORECASE)

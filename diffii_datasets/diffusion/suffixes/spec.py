@@ -12,13 +12,13 @@ from typing import Any
 
 from diffii_datasets import _checks
 from diffii_datasets.diffusion.suffixes.captioned import CAPTIONED_OPTIONS, CaptionedSuffixes
-from diffii_datasets.diffusion.suffixes.families import BUILTIN_FAMILIES, GENERIC_FAMILY
+from diffii_datasets.diffusion.suffixes.builtin_lists import BUILTIN_LISTS, GENERIC_LIST
 from diffii_datasets.diffusion.suffixes.lists import BuiltinSuffixes, UserSuffixes
 from diffii_datasets.diffusion.suffixes.provider import SuffixProvider
 
 __all__ = ["suffix_provider"]
 
-_VALID_SPECS = ("'builtin', 'builtin:<family>' (family: " + ", ".join([*BUILTIN_FAMILIES, GENERIC_FAMILY])
+_VALID_SPECS = ("'builtin', 'builtin:<list>' (list: " + ", ".join([*BUILTIN_LISTS, GENERIC_LIST])
                 + " or an alias), 'file:<path>', a list of strings, 'captioned', "
                   "'captioned:<JSON object>' or 'captioned:key=value,...' (keys: " + ", ".join(CAPTIONED_OPTIONS)
                 + "), or a SuffixProvider")
@@ -28,7 +28,7 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 def suffix_provider(spec: str | Sequence[str] | SuffixProvider) -> SuffixProvider:
     """Build a provider from a spec; ``p.spec()`` round-trips.
 
-    * ``"builtin"`` / ``"builtin:<family>"``: a shipped list (:class:`BuiltinSuffixes`);
+    * ``"builtin"`` / ``"builtin:<list>"``: a shipped list (:class:`BuiltinSuffixes`);
     * a list or tuple of strings, or ``"file:<path>"``: the user's phrases (:class:`UserSuffixes`);
     * ``"captioned"``, ``"captioned:<JSON object>"`` or ``"captioned:key=value,..."``
       (keys: ``captioner``, ``summariser``, ``max_suffixes``, ``fallback_to_builtin``):

@@ -1,0 +1,57 @@
+"""Methods of making synthetic images, behind one seam: ``list_methods()``, ``get_method(name)``.
+
+Diff-II is ``"diff-ii"``. A method is a :class:`Method` subclass in a module of its
+own with a config (a :class:`MethodConfig`); registering one is a line in
+:data:`METHOD_MODULES`. The store, the preparation path, the wrapper, the Hub builder,
+the command line and the report take any registered method.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from diffii_datasets import _checks
+from diffii_datasets._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from diffii_datasets.methods.base import Method
+
+METHOD_MODULES = {
+    "diff-ii": "diffii_datasets.methods.diff_ii:DiffII",
+}
+"""Every registered method: its name and where its class is (``module:class``), one line each."""
+
+_EXPORTS = {
+    "diffii_datasets.methods.base": ("ClassJob", "ImageStage", "Method"),
+    "diffii_datasets.methods.config": ("MethodConfig", "Part"),
+}
+_getattr, _dir, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = ["METHOD_MODULES", "get_method", "list_methods", *_names]
+_INSTANCES: dict[str, Method] = {}
+
+
+def __getattr__(name: str):
+    return _getattr(name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def list_methods() -> list[str]:
+    """The names of the registered methods, in registration order (loads none of them)."""
+    return list(METHOD_MODULES)
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name``; ``ValueError`` listing the methods otherwise."""
+    _checks.check_choice(name, "method", METHOD_MODULES)
+    if name not in _INSTANCES:
+        module, _, cls = METHOD_MODULES[name].partition(":")
+        method = getattr(importlib.import_module(module), cls)()
+        if method.name != name or method.config_class.method != name:
+            raise RuntimeError(f"{METHOD_MODULES[name]} is registered as {name!r} but calls itself "
+                               f"{method.name!r} (config: {method.config_class.method!r})")
+        _INSTANCES[name] = method
+    return _INSTANCES[name]
