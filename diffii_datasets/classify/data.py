@@ -5,24 +5,35 @@ Every random draw of an epoch depends only on (seed, epoch, rank): the shuffle
 (:class:`~diffii_datasets.augmented.DiffIIAugmented` keyed by its epoch) and the
 augmentations (the loader's generator, and the process's torch generator when
 images are transformed in the main process). So an epoch replays exactly after a resume.
+
+A training item's target is a class index (an ``int``) or a probability vector (a float
+tensor ``[C]``: a soft label, or one-hot). A dataset with soft labels yields every item's
+target as a vector (one-hot for real images), so that its batches collate;
+:func:`collate_training` says so when a batch mixes the two.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
 
+from diffii_datasets import _checks
 from diffii_datasets.augmented import DiffIIAugmented
 from diffii_datasets.classify.recipes import Recipe
-from diffii_datasets.data import parse_item
+from diffii_datasets.base_dataset import DEFAULT_COLUMNS, parse_item
 from diffii_datasets.distributed import World
 from diffii_datasets.store import SyntheticStore
 
-__all__ = ["Transformed", "epoch_loader", "epoch_seed", "joint_training_set", "shard_loader"]
+__all__ = ["PROBABILITY_TOLERANCE", "Transformed", "collate_training", "epoch_loader", "epoch_seed",
+           "joint_training_set", "shard_loader", "training_target"]
+
+PROBABILITY_TOLERANCE = 1e-4
+"""How far from 1 the sum of a soft target may be (float32 sums of a few hundred classes are far closer)."""
 
 
 def joint_training_set(store: SyntheticStore, recipe: Recipe) -> DiffIIAugmented:
@@ -36,19 +47,62 @@ def joint_training_set(store: SyntheticStore, recipe: Recipe) -> DiffIIAugmented
                                       class_balanced=recipe.class_balanced, sampling_seed=recipe.seed)
 
 
-class Transformed(Dataset):
-    """``dataset`` with ``transform`` applied to the PIL image of each item; items come out as ``(tensor, label)``."""
+def training_target(value: Any, name: str) -> int | torch.Tensor:
+    """A training item's target: a class index as an ``int``, or a probability vector as a float32 tensor ``[C]``.
 
-    def __init__(self, dataset: Any, transform: Any, name: str) -> None:
+    A 0-d tensor or NumPy scalar is an index; a 1-d float tensor must be a probability
+    vector (finite, non-negative, summing to 1 within :data:`PROBABILITY_TOLERANCE`).
+    """
+    if isinstance(value, torch.Tensor) and value.dim() == 1:
+        return _probabilities(value, name)
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()
+    return _checks.check_int(value, name, expected="a class index (int) or a probability vector (float tensor [C])")
+
+
+def _probabilities(vectors: torch.Tensor, name: str) -> torch.Tensor:
+    """``vectors`` (``[C]`` or ``[N, C]``) as float32 once checked to be probability vectors."""
+    if not vectors.is_floating_point():
+        raise TypeError(f"{name} is a {vectors.dtype} vector: a soft target must be a float tensor [C] "
+                        "(a probability vector)")
+    totals = vectors.sum(dim=-1)
+    if not bool(torch.isfinite(vectors).all()) or bool((vectors < 0).any()) or \
+            bool(((totals - 1).abs() > PROBABILITY_TOLERANCE).any()):
+        raise ValueError(f"{name} must be a probability vector (finite, >= 0, summing to 1); its sums are "
+                         f"{', '.join(f'{total:.6g}' for total in totals.reshape(-1)[:4].tolist())} and its smallest "
+                         f"entry {float(vectors.min()):.6g}")
+    return vectors.float()
+
+
+def _image_and_target(item: Any, index: int, name: str) -> tuple[Any, int | torch.Tensor]:
+    """``parse_item``, but a 1-d tensor label is kept as a soft target."""
+    label = item.get(DEFAULT_COLUMNS.label) if isinstance(item, Mapping) else (
+        item[1] if isinstance(item, (tuple, list)) and len(item) == 2 else None)
+    if isinstance(label, torch.Tensor) and label.dim() == 1:
+        image = item[DEFAULT_COLUMNS.image] if isinstance(item, Mapping) else item[0]
+        return image, training_target(label, f"the target of {name}[{index}]")
+    return parse_item(item, index, name=name)
+
+
+class Transformed(Dataset):
+    """``dataset`` with ``transform`` applied to the PIL image of each item; items come out as ``(tensor, label)``.
+
+    ``soft_targets``: labels may also be probability vectors (a training set; see :func:`training_target`).
+    """
+
+    def __init__(self, dataset: Any, transform: Any, name: str, *, soft_targets: bool = False) -> None:
         self.dataset = dataset
         self.transform = transform
         self.name = name
+        self.soft_targets = soft_targets
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image, label = parse_item(self.dataset[index], index, name=self.name)
+    def __getitem__(self, index: int) -> tuple[Any, int | torch.Tensor]:
+        item = self.dataset[index]
+        image, label = (_image_and_target(item, index, self.name) if self.soft_targets
+                        else parse_item(item, index, name=self.name))
         if not isinstance(image, Image.Image):
             raise TypeError(f"{self.name}[{index}] is a {type(image).__name__}, not a PIL image: the recipe's "
                             "transforms apply to PIL images; remove the dataset's own transform, or pass "
@@ -74,7 +128,25 @@ def epoch_loader(dataset: Any, recipe: Recipe, world: World, epoch: int, workers
     seed = epoch_seed(recipe.seed, epoch, world.rank)
     torch.manual_seed(seed)  # augmentations drawn in this process (workers=0)
     return DataLoader(dataset, batch_size=recipe.batch_size // world.size, sampler=sampler, num_workers=workers,
-                      pin_memory=world.device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+                      pin_memory=world.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+                      collate_fn=collate_training)
+
+
+def collate_training(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images stacked; targets as class indices ``[N]`` or, when the items give vectors, ``[N, C]``."""
+    if not all(isinstance(item, (tuple, list)) and len(item) == 2 for item in batch):
+        raise TypeError("train_set must yield (image tensor, target) pairs once transformed")
+    images = default_collate([image for image, _ in batch])
+    targets = [target for _, target in batch]
+    vectors = [isinstance(target, torch.Tensor) and target.dim() == 1 for target in targets]
+    if not any(vectors):
+        return images, default_collate(targets)
+    if not all(vectors) or len({tuple(target.shape) for target in targets}) != 1:
+        kinds = sorted({f"a vector of {target.shape[0]}" if vector else type(target).__name__
+                        for target, vector in zip(targets, vectors)})
+        raise TypeError(f"train_set gives targets of several kinds in one batch ({', '.join(kinds)}): a dataset with "
+                        "soft labels must yield every item's target as a float tensor [C] (one-hot for real images)")
+    return images, _probabilities(torch.stack(targets), "a soft target of train_set")
 
 
 def shard_loader(dataset: Any, batch_size: int, world: World, workers: int) -> DataLoader:

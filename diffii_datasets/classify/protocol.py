@@ -24,7 +24,7 @@ from diffii_datasets.classify.results import EpochRecord, TrainResult
 from diffii_datasets.distributed import World
 from diffii_datasets.store import SyntheticStore
 
-__all__ = ["REPORT_FILE", "evaluate_setting", "load_test_split", "train_setting"]
+__all__ = ["REPORT_FILE", "describe_test_split", "evaluate_setting", "load_test_split", "train_setting"]
 
 REPORT_FILE = "report.json"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -40,14 +40,16 @@ def load_test_split(setting: str, root: str | Path | None, *, validation_fractio
     """``(test set, validation set or None)`` of ``setting``, read from ``root`` (Waterbirds for ``"waterbirds"``).
 
     ``"sample"`` needs no root: its test set is drawn like the bundled sample, with another seed.
-    ``subset="released"``: the authors' released test list (``load_setting(..., subset="released")``).
+    ``subset="released"``: the authors' released test list (``load_setting(..., subset="released")``;
+    for ``"waterbirds"`` their four group lists, :meth:`~diffii_datasets.classify.Waterbirds.from_lists`).
+    :func:`describe_test_split` says in words which test set this is.
 
     With ``validation_fraction``, that fraction of every test class (drawn with
     :data:`VALIDATION_SPLIT_SEED`) becomes the validation set and the rest the test set:
     the paper's datasets have no validation split, and the training subset is too small to spare one.
     """
-    from diffii_datasets.datasets.sampling import split_per_class
-    from diffii_datasets.datasets.settings import get_setting
+    from diffii_datasets.image_datasets.sampling import split_per_class
+    from diffii_datasets.settings.base import get_setting
 
     if setting == SAMPLE_SETTING:
         test = _SampleTest()
@@ -56,9 +58,15 @@ def load_test_split(setting: str, root: str | Path | None, *, validation_fractio
     elif setting == OOD_SETTING:
         from diffii_datasets.classify.waterbirds import Waterbirds
 
-        test = Waterbirds(root, "test")
+        if subset == "released":
+            from diffii_datasets.released import fetch
+
+            lists = fetch.fetch_waterbirds_lists()
+            test = Waterbirds.from_lists(root, lists.files, sources=lists.sources)
+        else:
+            test = Waterbirds(root, "test")
     elif subset == "released":
-        from diffii_datasets.datasets.loading import load_setting
+        from diffii_datasets.settings.loading import load_setting
 
         test = load_setting(setting, root, subset=subset, download=download).test
     else:
@@ -69,6 +77,27 @@ def load_test_split(setting: str, root: str | Path | None, *, validation_fractio
     if hasattr(test, "groups"):
         rest.groups, rest.group_names = [test.groups[i] for i in rest.indices], test.group_names
     return rest, validation
+
+
+def describe_test_split(setting: str, subset: str = "drawn") -> str:
+    """Which test set :func:`load_test_split` reads for ``setting``, in words (``train`` prints it)."""
+    from diffii_datasets.settings.base import FAMILIES, get_setting
+    from diffii_datasets.released.layout import released_paths
+
+    if setting == SAMPLE_SETTING:
+        return f"{SAMPLE_TEST_PER_CLASS} images per class drawn on the spot like the bundled sample (seed 1)"
+    if setting == OOD_SETTING:
+        if subset == "released":
+            return "the authors' Waterbirds lists datasets/waterbird/test00.txt ... test11.txt, one per group"
+        return ("the Waterbirds test split (metadata.csv split 2) in its four groups; --released tests on the "
+                "authors' lists datasets/waterbird/test00.txt ... test11.txt instead")
+    spec = get_setting(setting)
+    theirs = released_paths(spec).files["test_list"]
+    if subset == "released":
+        return f"the authors' list {theirs}"
+    if FAMILIES[spec.family].kind == "long-tail":
+        return f"{spec.test_split}, not the authors' {theirs} (--released tests on their list)"
+    return f"{spec.test_split} (--released tests on the authors' list {theirs})"
 
 
 class _SampleTest(Dataset):
@@ -97,7 +126,7 @@ class _SampleTest(Dataset):
 
 def _real_subset(setting: str, root: str | Path | None, subset_seed: int, profile: str, download: bool,
                  subset: str) -> Any:
-    from diffii_datasets.datasets.settings import get_setting
+    from diffii_datasets.settings.base import get_setting
 
     if setting == SAMPLE_SETTING:
         from torchvision.datasets import ImageFolder
@@ -107,7 +136,7 @@ def _real_subset(setting: str, root: str | Path | None, subset_seed: int, profil
         raise ValueError(f"root must be the folder holding {setting}'s dataset, got None")
     name = "cub-5shot" if setting == OOD_SETTING else setting
     if subset == "released":
-        from diffii_datasets.datasets.loading import load_setting
+        from diffii_datasets.settings.loading import load_setting
 
         return load_setting(name, root, subset=subset, download=download).train
     return get_setting(name).load(root, subset_seed, profile=profile, download=download).train
@@ -139,11 +168,11 @@ def train_setting(
     A run already complete in ``output_dir`` is read back, a killed one resumed.
     ``download`` fetches missing datasets; missing pretrained weights are always downloaded.
     ``subset="released"`` tests on the authors' released test list and, without a store, trains on
-    their released training subset (:func:`~diffii_datasets.datasets.load_setting`).
+    their released training subset (:func:`~diffii_datasets.settings.load_setting`).
     """
     from diffii_datasets.classify.data import joint_training_set
     from diffii_datasets.classify.trainer import train
-    from diffii_datasets.datasets.loading import SUBSETS
+    from diffii_datasets.settings.loading import SUBSETS
 
     world = world or World()
     seeds = [_checks.check_seed(seed, "seeds") for seed in seeds]
@@ -170,7 +199,8 @@ def train_setting(
         results.append(train(train_set, test, seeded, validation_set=validation, output_dir=output_dir / f"seed-{seed}",
                              world=world, workers=workers, progress=progress))
     report = build_report(results, setting=setting, backbone=backbone,
-                          store=None if store is None else str(store.path))
+                          store=None if store is None else str(store.path),
+                          method=None if store is None else store.header.method)
     if world.is_main:
         write_json(output_dir / REPORT_FILE, report)
     return report

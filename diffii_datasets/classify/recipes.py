@@ -2,8 +2,10 @@
 
 The values are the authors' (Diff-II ``scripts/run.sh`` at commit 8c0fa1a, and the
 defaults of ``train_classifier.py`` / ``train_classifier_imb.py`` where ``run.sh``
-passes nothing; see :func:`recipe_for`). Pure Python: the command line builds its
-flags from these declarations without loading torch.
+passes nothing; see :func:`recipe_for`), except the few-shot replacement probability
+p = 0.5, which is the paper's text (§4.1: "We fixed the replacement probability with 0.5
+for all methods"): ``run.sh``'s few-shot lines pass ``--syn_p=0``, its "Original" runs.
+Pure Python: the command line builds its flags from these declarations without loading torch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffii_datasets import _checks
-from diffii_datasets._knobs import Knob, choice, knob, knobs_of, number, positive_int, seed, validate
+from diffii_datasets._knobs import Knob, choice, knob, knobs_of, number, optional, positive_int, seed, validate
 
 __all__ = ["BACKBONES", "OOD_SETTING", "PUBLISHED_WEIGHTS", "SAMPLE_SETTING", "TRANSFORMS", "Recipe", "recipe_for",
            "recipe_settings"]
@@ -74,13 +76,28 @@ class Recipe:
     momentum: float = knob(0.9, "SGD momentum", number(minimum=0, maximum=1))
     weight_decay: float = knob(5e-4, "SGD weight decay", number(minimum=0))
     label_smoothing: float = knob(0.1, "label smoothing as the authors write it: the true class gets 1 - s, "
-                                       "every other class s / (C - 1)", number(minimum=0, maximum=1))
+                                       "every other class s / (C - 1); a soft target t (Mixup, CutMix, soft labels) "
+                                       "becomes s / (C - 1) + (1 - s) t", number(minimum=0, maximum=1))
     warmup_fraction: float = knob(0.1, "fraction of the steps of linear warm-up before the cosine decay",
                                   number(minimum=0, maximum=1))
     synthetic_probability: float = knob(0.5, "chance that a training item is replaced by a synthetic image "
                                              "(0: the 'Original' baseline)", number(minimum=0, maximum=1))
     class_balanced: bool = knob(False, "draw the replacing class with probability proportional to 1 / (n_c + 1) "
                                        "(the long-tail recipe)", _bool)
+    mixup: bool = knob(False, "Mixup as Diff-II's train_classifier.py --use_mixup runs it: each batch, with "
+                              "probability mixup_probability, is blended with a random permutation of itself "
+                              "(lambda ~ Beta(1, 1)), targets too", _bool)
+    cutmix: bool = knob(False, "CutMix as Diff-II's train_classifier.py --use_cutmix runs it: each item, with "
+                               "probability mixup_probability, gets a box of a random item pasted in (lambda ~ "
+                               "Beta(1, 1)); its target mixes by the box's area. Mixup and CutMix may both be on",
+                        _bool)
+    mixup_probability: float = knob(0.3, "chance of CutMix per item and of Mixup per batch (the authors' "
+                                         "--mixup_probability; Diff-Mix's train_hub.py uses 0.5)",
+                                    number(minimum=0, maximum=1))
+    bn_group_size: int | None = knob(None, "BatchNorm statistics over groups of this many images of a batch, as a "
+                                           "per-GPU batch gives them (the authors' 8 GPUs: 32 few-shot, 16 long "
+                                           "tail); default: the whole batch of each process",
+                                     optional(positive_int), parse=int)
     amp: bool = knob(False, "mixed precision on CUDA (bfloat16 autocast, float16 with loss scaling where bfloat16 "
                             "is missing): faster, not the published float32; no effect on the CPU", _bool)
     seed: int = knob(2020, "seed of initialisation, shuffling, augmentation and replacement draws "
@@ -136,7 +153,7 @@ _SAMPLE = {"model": "resnet18", "weights": None, "image_size": 64, "resize": 72,
 
 def recipe_settings() -> list[str]:
     """The names :func:`recipe_for` knows: the paper's 14 settings, :data:`OOD_SETTING` and :data:`SAMPLE_SETTING`."""
-    from diffii_datasets.datasets.settings import list_settings
+    from diffii_datasets.settings.base import list_settings
 
     return [setting.name for setting in list_settings()] + [OOD_SETTING, SAMPLE_SETTING]
 
@@ -145,13 +162,14 @@ def recipe_for(setting: str, backbone: str = "resnet50") -> Recipe:
     """The published recipe of ``setting`` (``"cub-5shot"``, ``"flower-lt-if100"``, ``"waterbirds"``) and backbone.
 
     Few-shot: SGD (momentum 0.9, weight decay 5e-4), label smoothing 0.1, warm-up 10 %
-    then cosine per step, replacement p = 0.5, with the per-family learning rate; the
-    ResNet-50 schedule is 128 epochs at batch 256, ViT-B/16's 100 epochs at batch 32.
+    then cosine per step, with the per-family learning rate; the ResNet-50 schedule is 128
+    epochs at batch 256, ViT-B/16's 100 epochs at batch 32; replacement p = 0.5 as the paper
+    states (run.sh's few-shot lines pass 0: they are its "Original" runs).
     Long tail (ResNet-50 only): 200 epochs at batch 128, lr 0.005, the long-tail image
     pipeline, class-balanced replacement. ``waterbirds`` is the ``cub-5shot`` ResNet-50 recipe;
     ``sample`` (whatever the backbone) a small CPU recipe for the bundled sample, not the paper's.
     """
-    from diffii_datasets.datasets.settings import FAMILIES, get_setting
+    from diffii_datasets.settings.base import FAMILIES, get_setting
 
     _checks.check_choice(backbone, "backbone", BACKBONES)
     if setting == SAMPLE_SETTING:
@@ -164,6 +182,7 @@ def recipe_for(setting: str, backbone: str = "resnet50") -> Recipe:
         family = FAMILIES[get_setting(setting).family]
     except ValueError:
         raise ValueError(f"setting must be one of {', '.join(recipe_settings())}; got {setting!r}") from None
+    # p = 0.5: the paper's text (§4.1, §4.2); run.sh passes it on its long-tail and OOD lines, 0 on the few-shot ones.
     common = {"model": backbone, "weights": PUBLISHED_WEIGHTS[backbone], "synthetic_probability": 0.5}
     if family.kind == "long-tail":
         if backbone != "resnet50":

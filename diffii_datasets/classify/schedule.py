@@ -9,8 +9,12 @@ and ``W = max(int(0.1 * T), 1)``. The dampening multiplies the cosine value by
     lr_k = lr * min(1, (k + 1) / W) * (1 + cos(pi * k / T)) / 2
 
 ``T`` counts whole batches of the dataset, while an epoch also runs the last partial
-batch, so a run takes a few steps more than ``T`` and the cosine rises again by a
-hair at the very end (by less than 0.2 % of ``lr`` on the paper's settings): as published.
+batch, so a run takes more steps than ``T`` and the cosine runs past its period and
+rises again at the end, exactly as the authors' does. How far depends on how much of a
+batch the last one is: on the few-shot ResNet-50 settings, Pet (185 or 370 images in
+batches of 256: ``T`` = 92 of 128 steps, 185 of 256) ends at about 32 % of ``lr``, Cars
+at 0.45 %, CUB and Aircraft at 0.1 to 0.13 %; with ViT-B/16 (batch 32) at most 0.35 %; on
+the long tail (batch 128) about 1 % or less, depending on the subset's size.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """The training loop of the paper's protocol: SGD, smoothed cross-entropy, warm-up + cosine per step.
 
+Targets may be class indices or probability vectors (soft labels; see
+:mod:`~diffii_datasets.classify.data`), and the recipe may add the authors' Mixup and
+CutMix (:mod:`~diffii_datasets.classify.mixing`) and BatchNorm over per-GPU-sized groups
+(:mod:`~diffii_datasets.classify.batchnorm`).
+
 One loop for one process and for a ``torchrun`` launch (``DistributedDataParallel``
 over the :class:`~diffii_datasets.distributed.World`'s ranks, gloo on the CPU, NCCL
 on GPUs), with mixed precision on CUDA. The test set (and a validation set, when
@@ -7,7 +12,8 @@ given) is evaluated after every epoch, as the authors do. With an ``output_dir``
 checkpoint is written after every epoch and a killed run, started again with the same
 arguments, resumes from it to the same final weights (on the CPU; on GPUs up to
 their non-deterministic kernels): every random draw of an epoch depends only on the
-seed, the epoch and the rank (see :mod:`diffii_datasets.classify.data`).
+seed, the epoch and the rank (see :mod:`diffii_datasets.classify.data`), or on the seed,
+the epoch and the item (CutMix).
 """
 
 from __future__ import annotations
@@ -29,16 +35,18 @@ from tqdm.auto import tqdm
 from diffii_datasets import _checks
 from diffii_datasets._io import atomic_write, fingerprint, read_json, write_json
 from diffii_datasets.augmented import DiffIIAugmented
+from diffii_datasets.classify.batchnorm import group_batch_norm
 from diffii_datasets.classify.data import Transformed, epoch_loader
 from diffii_datasets.classify.evaluate import Evaluation, evaluate
 from diffii_datasets.classify.loss import smoothed_cross_entropy
+from diffii_datasets.classify.mixing import CutMixed, draw_mixup, mixup, mixup_generator
 from diffii_datasets.classify.models import build_model
 from diffii_datasets.classify.recipes import Recipe
 from diffii_datasets.classify.results import EpochRecord, TrainResult
 from diffii_datasets.classify.schedule import published_total_steps, warmup_cosine
 from diffii_datasets.classify.transforms import eval_transform, train_transform
 from diffii_datasets._warnings import warn_at_caller
-from diffii_datasets.data import dataset_targets, find_classes
+from diffii_datasets.base_dataset import dataset_targets, find_classes
 from diffii_datasets.distributed import World
 
 logger = logging.getLogger(__name__)
@@ -51,6 +59,10 @@ RESULT_FILE = "result.json"
 """The run's :class:`TrainResult`, written last: its presence means the run is complete."""
 WEIGHTS_FILE = "model.safetensors"
 """The final weights (after the last epoch)."""
+
+_LATER_KNOBS = {"mixup": False, "cutmix": False, "mixup_probability": 0.3, "bn_group_size": None}
+"""Knobs added after runs were written, left out of a run's identity at these values (where they change nothing),
+so that those runs are still read back and resumed."""
 
 
 def train(
@@ -71,8 +83,9 @@ def train(
 
     The datasets yield ``(PIL image, label)`` (or ``{"image", "label"}`` rows) and the
     recipe's train and eval transforms are applied to them; ``apply_transforms=False`` takes
-    their items as they are (tensors). ``train_set`` is typically a
-    :class:`~diffii_datasets.augmented.DiffIIAugmented` in replace mode, whose
+    their items as they are (tensors). A training label may be a class index or a
+    probability vector (a float tensor ``[C]``, for every item of the set: soft labels).
+    ``train_set`` is typically a :class:`~diffii_datasets.augmented.DiffIIAugmented` in replace mode, whose
     ``synthetic_probability`` and ``class_balanced`` must be the recipe's; any other
     dataset is trained on as it is. The classes are ``train_set``'s (``classes``, or the
     labels' range); a test set with a ``groups`` list (one group index per item) and
@@ -96,6 +109,10 @@ def train(
         raise ValueError("pass device or world, not both: the world knows its device")
     if recipe.batch_size % world.size:
         raise ValueError(f"recipe.batch_size must be a multiple of the {world.size} ranks, got {recipe.batch_size}")
+    per_rank = recipe.batch_size // world.size
+    if recipe.bn_group_size is not None and per_rank % recipe.bn_group_size:
+        raise ValueError(f"recipe.bn_group_size ({recipe.bn_group_size}) must divide the batch of each rank "
+                         f"({recipe.batch_size} over {world.size} rank(s): {per_rank})")
     _check_joint_training(train_set, recipe)
     datasets = {"train_set": train_set, "test_set": test_set, "validation_set": validation_set}
     for name, dataset in datasets.items():
@@ -104,11 +121,15 @@ def train(
     classes = _classes(train_set, test_set, validation_set)
     if apply_transforms:
         datasets = {name: None if dataset is None else
-                    Transformed(dataset, (train_transform if name == "train_set" else eval_transform)(recipe), name)
+                    Transformed(dataset, (train_transform if name == "train_set" else eval_transform)(recipe), name,
+                                soft_targets=name == "train_set")
                     for name, dataset in datasets.items()}
         for name, dataset in datasets.items():
             if dataset is not None:
                 dataset[0]  # a dataset that does not yield PIL images fails here, not in a loader worker
+    if recipe.cutmix or recipe.mixup:  # both need vector targets: the authors wrap the set in CutMix(prob=0) for Mixup
+        datasets["train_set"] = CutMixed(datasets["train_set"], len(classes),
+                                         recipe.mixup_probability if recipe.cutmix else 0.0, recipe.seed)
     trainer = _Trainer(datasets["train_set"], datasets["test_set"], datasets["validation_set"], recipe, classes,
                        _groups(test_set), output_dir, world, workers, progress, download)
     return trainer.fit()
@@ -129,7 +150,11 @@ def _check_joint_training(train_set: Any, recipe: Recipe) -> None:
 def _classes(train_set: Any, test_set: Any, validation_set: Any) -> list[str]:
     names = find_classes(train_set)
     if names is None:
-        names = [str(label) for label in range(max(dataset_targets(train_set)) + 1)]
+        first = train_set[0]
+        target = first[1] if isinstance(first, (tuple, list)) and len(first) == 2 else None
+        count = (target.shape[0] if isinstance(target, torch.Tensor) and target.dim() == 1  # soft labels
+                 else max(dataset_targets(train_set)) + 1)
+        names = [str(label) for label in range(count)]
     for name, dataset in (("test_set", test_set), ("validation_set", validation_set)):
         theirs = None if dataset is None else find_classes(dataset)
         if theirs is not None and theirs != names:
@@ -166,7 +191,9 @@ class _Trainer:
         self.progress, self.download = progress and world.is_main, download
         self.amp_dtype = _amp_dtype(recipe, world.device)
         self.identity = fingerprint({
-            "recipe": recipe.to_dict(), "classes": classes, "train": len(train_set), "test": len(test_set),
+            "recipe": {name: value for name, value in recipe.to_dict().items()
+                       if name not in _LATER_KNOBS or value != _LATER_KNOBS[name]},
+            "classes": classes, "train": len(train_set), "test": len(test_set),
             "validation": None if validation_set is None else len(validation_set), "ranks": world.size})
         self.result = TrainResult(recipe, classes, [], None if groups is None else groups[1])
 
@@ -216,6 +243,9 @@ class _Trainer:
         self.world.barrier()
         if not self.world.is_main:
             model = build()
+        if recipe.bn_group_size is not None and not group_batch_norm(model, recipe.bn_group_size):
+            logger.warning("%s has no BatchNorm layer: bn_group_size %d changes nothing", recipe.model,
+                           recipe.bn_group_size)
         return model
 
     def _epoch(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, epoch: int) -> EpochRecord:
@@ -227,8 +257,15 @@ class _Trainer:
         bar = tqdm(total=len(loader), desc=f"seed {recipe.seed} epoch {epoch + 1}/{recipe.epochs}", unit="batch",
                    disable=not self.progress, dynamic_ncols=True)
         lr, start = recipe.lr, time.perf_counter()
+        mixing = mixup_generator(recipe.seed, epoch, self.world.rank) if recipe.mixup else None
         for images, labels in loader:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if labels.dim() == 2 and labels.shape[1] != len(self.classes):
+                raise ValueError(f"train_set gives soft targets of {labels.shape[1]} classes, not its "
+                                 f"{len(self.classes)}")
+            draw = None if mixing is None else draw_mixup(mixing, recipe.mixup_probability, len(labels))
+            if draw is not None:
+                images, labels = mixup(images, labels, *draw)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -240,7 +277,8 @@ class _Trainer:
             scaler.update()
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            correct = (logits.detach().argmax(dim=1) == labels).sum()
+            truth = labels if labels.dim() == 1 else labels.argmax(dim=1)  # the authors' accuracy on soft targets
+            correct = (logits.detach().argmax(dim=1) == truth).sum()
             sums += torch.stack([loss.detach().double() * len(labels), correct.double(),
                                  torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
             if self.progress:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffii_datasets.classify import Recipe
+from diffii_datasets.classify import Recipe, Waterbirds
 from diffii_datasets.config import DiffIIConfig
-from diffii_datasets.store import StoreHeader, SyntheticStore
+from diffii_datasets.store import StoreHeader, SyntheticRecord, SyntheticStore
 
 REAL_COLOUR = (0, 0, 255)
 
@@ -47,7 +47,7 @@ def write_store(path: Path, real_counts: list[int], synthetic_per_class: int = 2
             for index in range(count):
                 writer.add_real(index, Image.new("RGB", (size, size), REAL_COLOUR))
             for index in range(synthetic_per_class):
-                writer.add(Image.new("RGB", (size, size), synthetic_colour(label)), {"index": index})
+                writer.add(Image.new("RGB", (size, size), synthetic_colour(label)), SyntheticRecord(index, label))
     if committed is None:
         store.finalize(range(len(real_counts)), versions={})
     return SyntheticStore.open(path)
@@ -58,3 +58,16 @@ def tiny_recipe(**changes) -> Recipe:
     base = dict(model="shufflenet_v2_x0_5", weights=None, image_size=32, resize=32, epochs=2, batch_size=8, lr=0.05,
                 synthetic_probability=0.0, seed=0)
     return Recipe(**{**base, **changes})
+
+
+def write_waterbirds(root, rows):
+    """A fake Waterbirds folder: ``rows`` of (class number, split, y, place)."""
+    base = root / Waterbirds.folder
+    lines = ["img_id,img_filename,y,split,place,place_filename"]
+    names = {1: "001.Black_footed_Albatross", 2: "002.Laysan_Albatross", 3: "003.Sooty_Albatross"}
+    for i, (number, split, y, place) in enumerate(rows):
+        filename = f"{names[number]}/{i:04d}.jpg"
+        (base / names[number]).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), (60 * number, 40 * place, 100 * y)).save(base / filename)
+        lines.append(f"{i},{filename},{y},{split},{place},x.jpg")
+    (base / "metadata.csv").write_text("\n".join(lines) + "\n")

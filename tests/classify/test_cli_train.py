@@ -32,6 +32,8 @@ def test_train_from_a_store_over_two_seeds_then_evaluate(inputs, tmp_path):
     assert report["seeds"] == [0, 1] and report["store"] == str(store)
     assert report["recipe"]["synthetic_probability"] == 0.5 and report["recipe"]["lr"] == 0.05  # CUB's published lr
     assert "shufflenet_v2_x0_5, synthetic p = 0.5, 2 seeds (0, 1), 2 epochs" in trained.stdout
+    assert trained.stdout.startswith("test set: CUB-200-2011 test (--released tests on the authors' list "
+                                     "datasets/cub/test.txt)\n")
     for stats in report["figures"].values():
         assert len(stats["values"]) == 2
         assert f"{stats['mean']:.2f} ± {stats['std']:.2f}" in trained.stdout
@@ -62,12 +64,20 @@ def test_train_without_a_store_is_the_baseline(inputs, tmp_path):
     assert "baseline (no synthetic images), 1 seed (3)" in baseline.stdout
 
 
-def test_command_line_errors_name_what_to_fix(tmp_path):
+def test_command_line_errors_name_what_to_fix(tmp_path, capsys):
     parser = build_parser()
     arguments = parser.parse_args(["train", "cub-5shot", "--root", "r", "--output-dir", "o", "--seeds", "0,1,2",
                                    "--backbone", "vit_b_16", "--weights", "none", "--lr", "0.01"])
     assert arguments.seeds == [0, 1, 2] and arguments.weights == "none" and arguments.lr == 0.01
-    for bad in (["--seeds", "0,0"], ["--seeds", "a"], ["--validation-fraction", "1"], ["--workers", "-1"]):
+    assert (arguments.mixup, arguments.cutmix, arguments.bn_group_size) == (None, None, None)  # the recipe's
+    mixing = parser.parse_args(["train", "cub-5shot", "--output-dir", "o", "--mixup", "--cutmix",
+                                "--mixup-probability", "0.5", "--bn-group-size", "32"])
+    assert (mixing.mixup, mixing.cutmix, mixing.mixup_probability, mixing.bn_group_size) == (True, True, 0.5, 32)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    assert "does not name their seeds" in " ".join(capsys.readouterr().out.split())
+    for bad in (["--seeds", "0,0"], ["--seeds", "a"], ["--validation-fraction", "1"], ["--workers", "-1"],
+                ["--bn-group-size", "x"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["train", "cub-5shot", "--output-dir", "o", *bad])
     no_root = run_cli("train", "cub-5shot", "--output-dir", str(tmp_path))

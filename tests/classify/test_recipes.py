@@ -67,7 +67,8 @@ def test_paper_cells_name_table_row_and_column():
 
 
 def test_recipes_and_the_train_help_load_no_torch():
-    code = ("import sys; from diffii_datasets.classify import recipe_for, paper_cell; recipe_for('cub-5shot'); "
+    code = ("import sys; from diffii_datasets.classify import recipe_for, paper_cell, diffmix_soft_label; "
+            "recipe_for('cub-5shot'); diffmix_soft_label(0, 1, 0.5, 0.8, 3); "
             "from diffii_datasets.cli import build_parser; build_parser(); assert 'torch' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
 
@@ -77,3 +78,22 @@ def test_every_classify_export_resolves():
 
     assert sorted(dir(classify)) == sorted(classify.__all__)
     assert all(getattr(classify, name) is not None for name in classify.__all__)
+
+
+def test_mixing_and_batch_norm_knobs_are_off_in_every_published_recipe():
+    recipe = Recipe()
+    assert (recipe.mixup, recipe.cutmix, recipe.mixup_probability, recipe.bn_group_size) == (False, False, 0.3, None)
+    for setting in recipe_settings():
+        published = recipe_for(setting)
+        assert not (published.mixup or published.cutmix) and published.bn_group_size is None, setting
+    mixing = recipe.replace(mixup=True, cutmix=True, mixup_probability=0.5, bn_group_size=32)
+    assert Recipe.from_dict(mixing.to_dict()) == mixing
+    old = {name: value for name, value in recipe.to_dict().items()
+           if name not in ("mixup", "cutmix", "mixup_probability", "bn_group_size")}
+    assert Recipe.from_dict(old) == recipe  # a result.json written before these knobs
+    with pytest.raises(ValueError, match="Recipe.bn_group_size must be"):
+        Recipe(bn_group_size=0)
+    with pytest.raises(ValueError, match="Recipe.mixup_probability must be"):
+        Recipe(mixup_probability=1.5)
+    with pytest.raises(TypeError, match="Recipe.cutmix"):
+        Recipe(cutmix="yes")

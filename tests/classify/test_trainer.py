@@ -7,14 +7,14 @@ import sys
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
-from diffii_datasets._io import read_json, write_json
+from diffii_datasets._io import fingerprint, read_json, write_json
 from diffii_datasets.classify import TrainResult, Waterbirds, build_report, format_table, summarize, train
+from diffii_datasets.classify.paper import paper_cell, published_accuracy
 from diffii_datasets.classify.trainer import CHECKPOINT_FILE, RESULT_FILE, WEIGHTS_FILE
 from diffii_datasets.testing import tiny_image_dataset
-from tests.classify.fixtures import tiny_recipe
+from tests.classify.fixtures import tiny_recipe, write_waterbirds
 from tests.classify.train_worker import EPOCHS, datasets
 from tests.helpers.cli import child_env, torchrun
 
@@ -93,17 +93,17 @@ def test_a_killed_run_resumes_to_the_same_final_weights(tmp_path):
         train(train_set, test_set, tiny_recipe(epochs=EPOCHS, lr=0.01), output_dir=run, workers=0, progress=False)
 
 
-def write_waterbirds(root, rows):
-    """A fake Waterbirds folder: ``rows`` of (class number, split, y, place)."""
-    base = root / Waterbirds.folder
-    lines = ["img_id,img_filename,y,split,place,place_filename"]
-    names = {1: "001.Black_footed_Albatross", 2: "002.Laysan_Albatross", 3: "003.Sooty_Albatross"}
-    for i, (number, split, y, place) in enumerate(rows):
-        filename = f"{names[number]}/{i:04d}.jpg"
-        (base / names[number]).mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (16, 16), (60 * number, 40 * place, 100 * y)).save(base / filename)
-        lines.append(f"{i},{filename},{y},{split},{place},x.jpg")
-    (base / "metadata.csv").write_text("\n".join(lines) + "\n")
+def test_runs_written_before_the_mixing_and_batch_norm_knobs_are_still_read_back(tmp_path):
+    train_set, test_set = tiny_image_dataset(3, 4, 32, seed=0), tiny_image_dataset(3, 2, 32, seed=1)
+    recipe = tiny_recipe(epochs=1)
+    train(train_set, test_set, recipe, output_dir=tmp_path, workers=0, progress=False)
+    before = {name: value for name, value in recipe.to_dict().items()
+              if name not in ("mixup", "cutmix", "mixup_probability", "bn_group_size")}
+    identity = fingerprint({"recipe": before, "classes": train_set.classes, "train": 12, "test": 6, "validation": None,
+                            "ranks": 1})  # how the version before these knobs named a run
+    assert read_json(tmp_path / RESULT_FILE)["identity"] == identity
+    with pytest.raises(ValueError, match="result of a run with another recipe"):
+        train(train_set, test_set, recipe.replace(mixup=True), output_dir=tmp_path, workers=0, progress=False)
 
 
 def test_waterbirds_groups_are_scored_each_at_its_own_best_epoch(tmp_path):
@@ -123,8 +123,10 @@ def test_waterbirds_groups_are_scored_each_at_its_own_best_epoch(tmp_path):
     assert result.group_accuracy("final_test") == per_epoch[-1]
     table = format_table(build_report([result], setting="waterbirds", backbone="resnet50"))
     rows = table.splitlines()[3:7]
-    for row, group, column in zip(rows, result.groups, ("(L, L)", "(L, W)", "(W, L)", "(W, W)")):
-        assert row.startswith(group) and row.endswith(f"not recorded (Table 3, row Original, column {column})")
+    for index, (row, group, column) in enumerate(zip(rows, result.groups, ("(L, L)", "(L, W)", "(W, L)", "(W, W)"))):
+        published = published_accuracy(paper_cell("waterbirds", "resnet50", baseline=True, group=index))
+        shown = "not recorded" if published is None else f"{published:.2f}"
+        assert row.startswith(group) and row.endswith(f"{shown} (Table 3, row Original, column {column})")
 
 
 @pytest.mark.slow
