@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from diffii_datasets.cli._common import AddCommand, CommandError, open_store
-from diffii_datasets.datasets.settings import FAMILIES, list_settings
+from diffii_datasets.settings.base import FAMILIES, list_settings
 
 EPILOG_EXPORT = """examples:
   diffii-datasets export stores/3f9c2a... hub-folder/ --config-name cub-5shot
@@ -61,7 +61,7 @@ def _test_split(args: argparse.Namespace) -> Any:
     """The real test split of ``--config-name``'s setting under ``--test-root``, or ``None``."""
     if args.test_root is None:
         return None
-    from diffii_datasets.datasets.loading import load_setting
+    from diffii_datasets.settings.loading import load_setting
 
     settings = [setting.name for setting in list_settings()]
     if args.config_name not in settings:

@@ -23,7 +23,12 @@ With --store the classifier trains on the store's real images, each replaced by 
 synthetic one with probability 0.5 (class-balanced for the long-tail settings);
 without one it trains on the setting's real subset alone (the paper's "Original" /
 "CE" row). The test split comes from --root (Waterbirds from
---root/waterbird_complete95_forest2water2/ for the OOD setting). Each seed writes
+--root/waterbird_complete95_forest2water2/ for the OOD setting): the official test
+split of each dataset (the long-tail settings: the whole CUB test split, or the
+second half of Flowers-102, not the authors' test_imb.txt), or with --released the
+authors' test lists (Waterbirds: their four group lists); the first line printed
+says which. --mixup and --cutmix add the authors' Mixup and CutMix (Table 1's
+baselines, with --mixup-probability 0.3). Each seed writes
 --output-dir/seed-<s>/: a checkpoint after every epoch, so running the same command
 again resumes a killed run and skips finished ones. The table shows the best test
 accuracy over epochs (the authors' figure), the accuracy after the last epoch (the
@@ -84,8 +89,9 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--download", action="store_true", help="download a missing dataset where torchvision can")
     command.add_argument("--per-class", action="store_true", help="also print every class's accuracy")
     command.add_argument("--released", action="store_true",
-                         help="test on the authors' released test list of SETTING and (train, without --store) train "
-                              "on their released training subset (see `diffii-datasets released --help`)")
+                         help="test on the authors' released test list of SETTING (waterbirds: their four group "
+                              "lists) and (train, without --store) train on their released training subset (see "
+                              "`diffii-datasets released --help`)")
 
 
 def add_commands(add_command: AddCommand) -> None:
@@ -97,7 +103,8 @@ def add_commands(add_command: AddCommand) -> None:
     train.add_argument("--backbone", choices=BACKBONES, default="resnet50",
                        help="the published recipe to start from (default: %(default)s)")
     train.add_argument("--seeds", type=_seeds, help="comma-separated training seeds, one run each (default: 2020, "
-                                                    "the authors'; the paper averages three trials: 0,1,2)")
+                                                    "the seed of the authors' run.sh; the paper averages three "
+                                                    "trials and does not name their seeds)")
     train.add_argument("--validation-fraction", type=_fraction,
                        help="set this fraction of every test class aside as a validation set and also report the "
                             "test accuracy at the best validation epoch")
@@ -137,18 +144,21 @@ def _recipe(args: argparse.Namespace) -> Recipe:
 def run_train(args: argparse.Namespace) -> int:
     recipe = _recipe(args)  # checked before torch loads
 
-    from diffii_datasets.classify.protocol import train_setting
+    from diffii_datasets.classify.protocol import describe_test_split, train_setting
     from diffii_datasets.classify.report import format_table
     from diffii_datasets.distributed import distributed_world
 
     store = open_store(args.store) if args.store is not None else None
+    subset = "released" if args.released else "drawn"
     with distributed_world(device=args.device) as world:
+        if world.is_main:
+            print(f"test set: {describe_test_split(args.setting, subset)}", flush=True)
         report = train_setting(args.setting, recipe, root=args.root, output_dir=args.output_dir,
                                seeds=args.seeds or [recipe.seed], store=store,
                                backbone=args.backbone if recipe.model == args.backbone else None,
                                validation_fraction=args.validation_fraction or 0.0, subset_seed=args.subset_seed,
                                world=world, workers=args.workers, progress=not args.quiet, download=args.download,
-                               subset="released" if args.released else "drawn")
+                               subset=subset)
         if world.is_main:
             print(format_table(report, per_class=args.per_class))
             print(f"report: {args.output_dir}/report.json")
@@ -157,14 +167,16 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     _check_root(args)
-    from diffii_datasets.classify.protocol import evaluate_setting
+    from diffii_datasets.classify.protocol import describe_test_split, evaluate_setting
     from diffii_datasets.classify.report import format_table
     from diffii_datasets.distributed import distributed_world
 
+    subset = "released" if args.released else "drawn"
     with distributed_world(device=args.device) as world:
+        if world.is_main:
+            print(f"test set: {describe_test_split(args.setting, subset)}", flush=True)
         report = evaluate_setting(args.setting, root=args.root, output_dir=args.output_dir, world=world,
-                                  workers=args.workers, download=args.download,
-                                  subset="released" if args.released else "drawn")
+                                  workers=args.workers, download=args.download, subset=subset)
         if world.is_main:
             print(format_table(report, per_class=args.per_class))
             print(f"report: {args.output_dir}/evaluation-{args.setting}.json")
