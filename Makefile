@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # Benchmarks (benchmarks/README.md): each prints a table and closing `name: value (target ...)` lines.
 # BENCH_ARGS is passed to every script, e.g. `make bench BENCH_ARGS=--threads=1` or `BENCH_ARGS=--quick`.
-BENCHMARKS := generation inversion unet_share concept_step store memory
+BENCHMARKS := generation inversion img2img unet_share concept_step store memory
 bench: $(STAMP)
 	for name in $(BENCHMARKS); do $(OFFLINE) $(BIN)/python benchmarks/bench_$$name.py $(BENCH_ARGS) || exit 1; done
 

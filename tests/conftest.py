@@ -1,14 +1,13 @@
 """Shared fixtures. The offline guard is loaded as a plugin (see setup.cfg)."""
 
-import os
-
 import pytest
 import torch
 
 pytest_plugins = ["pytester"]
 
-# Two cores: one intra-op thread per xdist worker (two workers), two when running alone.
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+# One intra-op thread per test process: two xdist workers share the two cores, and a single process (-n 0) run
+# beside other work is not slowed tenfold by oversubscription. Worker subprocesses match the parent's count.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

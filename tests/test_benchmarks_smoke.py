@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["bench_concept_step.py", "bench_generation.py", "bench_inversion.py", "bench_memory.py",
-           "bench_store.py", "bench_unet_share.py"]
+SCRIPTS = ["bench_concept_step.py", "bench_generation.py", "bench_img2img.py", "bench_inversion.py",
+           "bench_memory.py", "bench_store.py", "bench_unet_share.py"]
 FIGURE = re.compile(r"^(?P<name>[a-z0-9_]+): (?P<value>-?\d+(\.\d+)?(e[-+]?\d+)?)(?P<unit>x|%)? "
                     r"\(target (?P<target>(>=|<=|<|>) ?\d+(\.\d+)?(x|%))\)$")
 

@@ -15,7 +15,7 @@ _EXPORTS = {
         "ConceptConfig", "ConceptSet", "class_token", "import_released_concepts", "learn_concepts",
     ),
     "diffii_datasets.diffusion.suffixes": (
-        "BUILTIN_FAMILIES", "DEFAULT_CAPTIONER", "DEFAULT_SUMMARISER", "BuiltinSuffixes", "CaptionedSuffixes",
+        "BUILTIN_LISTS", "DEFAULT_CAPTIONER", "DEFAULT_SUMMARISER", "BuiltinSuffixes", "CaptionedSuffixes",
         "SuffixParseError", "SuffixProvider", "UserSuffixes", "suffix_provider",
     ),
     "diffii_datasets.diffusion.interpolation": (
@@ -25,8 +25,11 @@ _EXPORTS = {
     "diffii_datasets.diffusion.inversion": ("ddim_invert",),
     "diffii_datasets.diffusion.denoise": ("decode_latents", "denoising_timesteps", "suffix_steps", "two_stage_denoise"),
     "diffii_datasets.diffusion.pipeline": ("PromptEncoder", "load_pipeline", "pipeline_resolution"),
+    "diffii_datasets.diffusion.img2img": ("edit_images",),
+    "diffii_datasets.diffusion.text2image": ("generate_images",),
     "diffii_datasets.diffusion.generator": (
         "SyntheticSample", "class_seed", "generate_class", "invert_class", "num_synthetic",
     ),
 }
-__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+_MOVED = {"BUILTIN_FAMILIES": "diffii_datasets.diffusion.suffixes.builtin_lists:BUILTIN_LISTS"}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _MOVED)
