@@ -14,17 +14,21 @@ each), ``suffix.zip`` (the suffix lists their language model wrote) and ``datase
   lists alone, for a classifier;
 - :func:`fetch_released` gives the files (torch-free).
 
+Every one of them takes ``released_from``: a local copy of the authors' files (the folder their
+download script unzipped the archives into, or the zips), read instead of the Hub.
+
 Where the files are inside the archives: :mod:`~diffii_datasets.released.layout`; how the
-archives are extracted: :mod:`~diffii_datasets.released.archives`; how class names are matched:
-:mod:`~diffii_datasets.released.names`. Names load lazily.
+archives are extracted: :mod:`~diffii_datasets.released.archives`; how files are found in a copy:
+:mod:`~diffii_datasets.released.locating`; a local copy: :mod:`~diffii_datasets.released.local`;
+how class names are matched: :mod:`~diffii_datasets.released.names`. Names load lazily.
 """
 
 from diffii_datasets._lazy import lazy_exports
 
 _P = "diffii_datasets.released."
 _EXPORTS = {
-    _P + "layout": ("ARCHIVES", "PARTS", "REPO_ID", "WATERBIRDS_LISTS", "ReleasedPaths", "released_paths",
-                    "released_settings"),
+    _P + "layout": ("ARCHIVES", "EMBEDDINGS_LAST", "PARTS", "REPO_ID", "WATERBIRDS_LISTS", "ReleasedPaths",
+                    "released_paths", "released_settings"),
     _P + "archives": ("MAX_EXTRACTED_BYTES", "DamagedArchiveError", "UnsafeArchiveError"),
     _P + "names": ("FLOWER_NAMES", "match_categories"),
     _P + "fetch": ("ReleasedFiles", "ReleasedWaterbirdsLists", "fetch_released", "fetch_waterbirds_lists",

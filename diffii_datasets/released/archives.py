@@ -3,7 +3,8 @@
 Extraction rules (an archive from the network is data, not instructions):
 
 - every member name is checked before anything is written: no absolute path, no drive
-  letter, no ``..`` component (``\\`` counts as a separator), no NUL, no name twice;
+  letter, no ``..`` component (``\\`` counts as a separator, as zips made on Windows use it,
+  and a name ending in either is a directory), no NUL, no name twice;
 - no symbolic link, device or other special member is created (one is an error), and no
   link is followed: files are created with ``O_EXCL | O_NOFOLLOW`` in a fresh directory;
 - the sizes the central directory declares must add up to at most ``max_bytes`` and fit on
@@ -18,6 +19,7 @@ Extraction rules (an archive from the network is data, not instructions):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -30,8 +32,8 @@ from pathlib import Path
 
 from diffii_datasets._io import FileFormatError, read_json, write_json
 
-__all__ = ["MAX_EXTRACTED_BYTES", "DamagedArchiveError", "UnsafeArchiveError", "describe_archive", "extract_archive",
-           "locate"]
+__all__ = ["MAX_EXTRACTED_BYTES", "DamagedArchiveError", "UnsafeArchiveError", "archive_digest", "archive_files",
+           "extract_archive"]
 
 MAX_EXTRACTED_BYTES = 16 * 2**30
 """The most bytes one extraction may write (16 GiB): far above what the released archives need."""
@@ -124,7 +126,7 @@ def _checked_members(zip_file: zipfile.ZipFile, archive: Path, select: Callable[
         if key in seen:
             raise UnsafeArchiveError(f"{where} appears twice; refused")
         seen.add(key)
-        if info.is_dir() or not parts or not select(name):
+        if _is_dir(name) or not parts or not select(name):
             continue
         if info.flag_bits & 0x1:
             raise DamagedArchiveError(f"{where} is encrypted; it cannot be extracted")
@@ -184,35 +186,21 @@ def _make_dirs(work: Path, parts: list[str]) -> None:
                 raise FileExistsError(f"{current} exists and is not a directory") from None
 
 
-def locate(extracted: Path, relative: str, archive: Path, purpose: str) -> Path:
-    """``relative`` (a path Diff-II's scripts read) inside an extracted archive.
-
-    Tried as written (the archive holds ``datasets/...``) and without its first folder (an
-    archive made inside that folder). Otherwise ``FileNotFoundError`` naming the expected
-    paths and listing what the archive holds.
-    """
-    candidates = [relative]
-    if "/" in relative:
-        candidates.append(relative.split("/", 1)[1])
-    for candidate in candidates:
-        path = extracted / candidate
-        if path.is_file() and not path.is_symlink():
-            return path
-    raise FileNotFoundError(f"{archive.name} has no {purpose}: expected {' or '.join(candidates)} (the path Diff-II's "
-                            f"scripts read) inside {archive}. The archive holds: {describe_archive(archive)}")
+def _is_dir(name: str) -> bool:
+    return name.endswith(("/", "\\"))
 
 
-def describe_archive(archive: Path, depth: int = 3, limit: int = 40) -> str:
-    """The folders of ``archive`` down to ``depth`` levels and its file count, for error messages."""
+def archive_files(archive: Path) -> list[str]:
+    """The files of ``archive`` (its members less directories, ``\\`` read as ``/``), for listings."""
     with _open_zip(archive) as zip_file:
-        names = [info.filename.replace("\\", "/") for info in zip_file.infolist()]
-    entries: set[str] = set()
-    for name in names:
-        parts = [part for part in name.split("/") if part]
-        entries.update("/".join(parts[:level]) + "/" for level in range(1, min(depth, len(parts) - 1) + 1))
-        if len(parts) == 1 and not name.endswith("/"):
-            entries.add(parts[0])
-    shown = sorted(entries)
-    more = f", ... ({len(shown) - limit} more)" if len(shown) > limit else ""
-    files = sum(not name.endswith("/") for name in names)
-    return f"{', '.join(shown[:limit]) or 'nothing'}{more} ({files} files)"
+        return [info.filename.replace("\\", "/") for info in zip_file.infolist() if not _is_dir(info.filename)]
+
+
+def archive_digest(archive: Path) -> str:
+    """A digest of ``archive``'s contents read from its central directory (every member's name, size and CRC):
+    the same for two copies of one archive, different when a member changes, and cheap for a large zip."""
+    digest = hashlib.sha256()
+    with _open_zip(archive) as zip_file:
+        for info in sorted(zip_file.infolist(), key=lambda info: info.filename):
+            digest.update(f"{info.filename}\0{info.file_size}\0{info.CRC}\n".encode())
+    return digest.hexdigest()

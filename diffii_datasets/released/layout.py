@@ -15,6 +15,10 @@ scripts run from the repository root after ``scripts/download.sh`` (lines 1-6) u
 - test lists: ``datasets/<dataset>/test.txt`` (``train_classifier.py`` line 336) or
   ``datasets/<dataset>/test_imb.txt`` (``train_classifier_imb.py`` line 416).
 
+Concepts learned with Diff-Mix's ``train_lora.py`` end in ``learned_embeds-steps-last.bin``
+(line 1189, written after the last step) besides the step-numbered checkpoints; a copy holding
+that name instead of the 35,000-step one is read too (:meth:`ReleasedPaths.candidates`).
+
 ``<dataset>`` is ``cub``, ``aircraft``, ``car``, ``pet`` or ``flower``; ``<shot>`` ``5shot`` or
 ``10shot``; ``<folder>`` is ``<dataset>/<shot>`` few-shot and ``imb_<dataset>_<f>`` long-tail,
 with ``f = str(1 / IF)`` (``0.01``, ``0.05``, ``0.1``; ``scripts/run.sh``'s ``--imb_f``).
@@ -27,7 +31,8 @@ from dataclasses import dataclass
 
 from diffii_datasets.settings.base import FAMILIES, Setting, get_setting, list_settings
 
-__all__ = ["ARCHIVES", "PARTS", "REPO_ID", "WATERBIRDS_LISTS", "ReleasedPaths", "released_paths", "released_settings"]
+__all__ = ["ARCHIVES", "EMBEDDINGS_LAST", "PARTS", "REPO_ID", "WATERBIRDS_LISTS", "ReleasedPaths", "released_paths",
+           "released_settings"]
 
 REPO_ID = "Luka-Wang/Diff-II"
 """The Hugging Face *dataset* repository the authors' ``scripts/download.sh`` downloads from."""
@@ -49,9 +54,16 @@ ARCHIVE_OF_ROLE = {
     "test_list": "datasets.zip",
 }
 
+EXTRACTED = {"datasets.zip": ("lists", lambda name: name.endswith(".txt"))}
+"""``{archive: (selection name, which members to extract)}`` where not all: ``datasets.zip`` also holds the
+subsets' images, but only its lists are read (the images come from the user's copy of the dataset)."""
+
 WATERBIRDS_LISTS = tuple(f"datasets/waterbird/test{y}{place}.txt" for y in (0, 1) for place in (0, 1))
 """The authors' Waterbirds test lists in ``datasets.zip``, one per group ``2 * y + place`` (landbird/waterbird on
 land/water): ``scripts/run.sh`` lines 346, 361, 377 and 393 train one OOD run per list."""
+
+EMBEDDINGS_LAST = "learned_embeds-steps-last.bin"
+"""Diff-Mix's name for the token embeddings after the last training step (``train_lora.py`` line 1189)."""
 
 # Imbalance factor -> the authors' ``imb_f`` as ``str(args.imb_f)`` spells it in their paths.
 _IMB_F = {100: "0.01", 20: "0.05", 10: "0.1"}
@@ -68,6 +80,14 @@ class ReleasedPaths:
 
     def archive(self, role: str) -> str:
         return ARCHIVE_OF_ROLE[role]
+
+    def candidates(self, role: str) -> tuple[str, ...]:
+        """The paths ``role``'s file may have, preferred first: the scripts' path, then (embeddings only)
+        Diff-Mix's final :data:`EMBEDDINGS_LAST` in the same folder."""
+        path = self.files[role]
+        if role == "embeddings":
+            return path, f"{path.rsplit('/', 1)[0]}/{EMBEDDINGS_LAST}"
+        return (path,)
 
 
 def released_settings() -> list[str]:

@@ -49,6 +49,11 @@ class ReleasedSetting:
     def commit(self) -> str:
         return self.files.commit
 
+    @property
+    def origin(self) -> str:
+        """Where the files came from, in words: ``"Luka-Wang/Diff-II at commit <sha>"`` or the local copy."""
+        return self.files.origin
+
     def diffii_config(self, **knobs: Any) -> DiffIIConfig:
         """The setting's paper configuration (``Setting.diffii_config``), then ``knobs``; the released suffixes
         replace the config's when a job runs with these artifacts."""
@@ -78,10 +83,12 @@ def load_released(
     test_transform: Callable | None = None,
     target_transform: Callable | None = None,
     download: bool = False,
+    released_from: str | os.PathLike | None = None,
 ) -> ReleasedSetting:
     """The authors' concepts, suffixes, training subset and test list of ``setting``, on the dataset under ``root``.
 
-    ``revision``, ``cache_dir``, ``force_download`` and ``progress`` are :func:`~.fetch.fetch_released`'s;
+    ``revision``, ``cache_dir``, ``force_download``, ``progress`` and ``released_from`` (a local copy of the
+    authors' files instead of the Hub) are :func:`~.fetch.fetch_released`'s;
     the transforms and ``download`` are :func:`~diffii_datasets.settings.load_family`'s. Errors name
     the file or image at fault: a released file missing from its archive, a class name that
     matches none of the dataset's, an image listed by the authors that is not under ``root``.
@@ -90,7 +97,7 @@ def load_released(
     from diffii_datasets.diffusion.suffixes import UserSuffixes
 
     files = fetch_released(setting, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                           progress=progress)
+                           progress=progress, released_from=released_from)
     splits, categories = _map_lists(files, root, transform, test_transform, target_transform, download)
     names = list(splits.train.classes)
     authors_name = {index: category for category, index in categories.items()}
@@ -114,13 +121,14 @@ def released_splits(
     test_transform: Callable | None = None,
     target_transform: Callable | None = None,
     download: bool = False,
+    released_from: str | os.PathLike | None = None,
 ) -> SettingSplits:
     """The authors' training subset and test list of ``setting`` on the dataset under ``root`` (``datasets.zip`` only).
 
     What ``load_setting(setting, root, subset="released")`` returns; the arguments are :func:`load_released`'s.
     """
     files = fetch_released(setting, parts=("subsets",), revision=revision, cache_dir=cache_dir,
-                           force_download=force_download, progress=progress)
+                           force_download=force_download, progress=progress, released_from=released_from)
     return _map_lists(files, root, transform, test_transform, target_transform, download)[0]
 
 

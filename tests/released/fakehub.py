@@ -4,7 +4,8 @@
 on 127.0.0.1 with the headers ``hf_hub_download`` reads (``ETag``, ``X-Repo-Commit``,
 ``Content-Length``; ``X-Error-Code`` on a 404) and records every request.
 :func:`hub_at` points ``huggingface_hub`` at it, online, with a fresh Hub cache.
-:func:`release_archives` writes the three zips for the fake CUB of :mod:`tests.helpers.cli`.
+:func:`release_archives` writes the three zips for the fake CUB of :mod:`tests.helpers.cli`;
+:func:`unzipped` and :func:`write_tree` lay them out on disk as a user's copy would be.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import socket
 import threading
 import zipfile
 from collections import Counter
@@ -32,10 +34,12 @@ SUFFIX_LINES = ["standing on a branch.", "flying over the sea", "  on a sandy be
 
 
 class FakeHub:
-    """Serves ``files`` (name -> bytes) as the repository's files at ``main`` and :data:`COMMIT`."""
+    """Serves ``files`` (name -> bytes) as the repository's files at ``main`` and :data:`COMMIT`;
+    with ``status``, answers every request with that HTTP status instead (a Hub that is down)."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], *, status: int | None = None) -> None:
         self.files = dict(files)
+        self.status = status
         self.requests: list[tuple[str, str]] = []
         hub = self
 
@@ -53,6 +57,10 @@ class FakeHub:
 
             def _answer(self, body: bool) -> None:
                 hub.requests.append((self.command, unquote(self.path)))
+                if hub.status is not None:
+                    self.send_response(hub.status)
+                    self.send_header("Content-Length", "0")
+                    return self.end_headers()
                 prefix = f"/datasets/{REPO}/resolve/"
                 path = unquote(self.path.split("?")[0])
                 revision, _, name = path[len(prefix):].partition("/") if path.startswith(prefix) else ("", "", "")
@@ -117,6 +125,13 @@ def hub_at(monkeypatch, url: str, hub_cache: Path, *, offline: bool = False) -> 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def unreachable_url() -> str:
+    """The address of a local port nothing listens on: every connection is refused, as with no network."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
@@ -185,3 +200,18 @@ def release_archives(unet) -> tuple[dict[str, bytes], dict[str, torch.Tensor]]:
     suffixes = {"suffix/cub/5shot.txt": "\n".join(SUFFIX_LINES).encode()}  # no final newline
     return {"datasets.zip": zip_bytes(image_lists()), "ft_ti_db.zip": zip_bytes(concepts),
             "suffix.zip": zip_bytes(suffixes)}, vectors
+
+
+def unzipped(archive: bytes) -> dict[str, bytes]:
+    """The members of a zip, ``{name: bytes}`` (files only)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        return {info.filename: opened.read(info) for info in opened.infolist() if not info.is_dir()}
+
+
+def write_tree(folder: Path, members: dict[str, bytes]) -> Path:
+    """``members`` written under ``folder`` as files (what ``unzip`` does); ``folder``."""
+    for name, data in members.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder

@@ -13,9 +13,10 @@ from diffii_datasets.released.archives import (
     MARKER,
     DamagedArchiveError,
     UnsafeArchiveError,
+    archive_files,
     extract_archive,
-    locate,
 )
+from diffii_datasets.released.locating import locate
 from tests.released.fakehub import zip_bytes
 
 GOOD = {"suffix/cub/5shot.txt": b"on a branch\n", "suffix/cub/10shot.txt": b"in the sky\n"}
@@ -143,9 +144,23 @@ def test_locate_tries_the_scripts_path_then_without_its_first_folder_and_lists_t
     archive = tmp_path / "suffix.zip"
     archive.write_bytes(zip_bytes({"cub/5shot.txt": b"x\n", "cub/10shot.txt": b"y\n"}))  # zipped inside suffix/
     target = extract_archive(archive, tmp_path / "suffix", progress=False)
-    assert locate(target, "suffix/cub/5shot.txt", archive, "suffix list") == target / "cub/5shot.txt"
+
+    def find(relative, purpose="suffix list"):
+        return locate(target, [relative], purpose=purpose, where=str(archive), listing=lambda: archive_files(archive))
+
+    assert find("suffix/cub/5shot.txt") == target / "cub/5shot.txt"
     with pytest.raises(FileNotFoundError) as error:
-        locate(target, "suffix/pet/5shot.txt", archive, "suffix list for pet-5shot")
+        find("suffix/pet/5shot.txt", "suffix list for pet-5shot")
     message = str(error.value)
-    assert "suffix/pet/5shot.txt or pet/5shot.txt" in message and "suffix list for pet-5shot" in message
-    assert "The archive holds: cub/ (2 files)" in message
+    assert f"{archive} has no suffix list for pet-5shot: expected suffix/pet/5shot.txt" in message
+    assert "It holds 2 files: cub/10shot.txt, cub/5shot.txt" in message
+
+
+def test_windows_zips_with_backslash_directory_entries_extract_as_folders(tmp_path):
+    archive = _zip(tmp_path / "ft_ti_db.zip", {"ft_ti_db\\": b"", "ft_ti_db\\cub\\": b"", "ft_ti_db\\cub\\5shot\\": b"",
+                                               "ft_ti_db\\cub\\5shot\\a.bin": b"embeds"})
+    target = extract_archive(archive, tmp_path / "ft_ti_db", progress=False)
+    assert (target / "ft_ti_db/cub/5shot/a.bin").read_bytes() == b"embeds"
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == [
+        MARKER, "ft_ti_db/cub/5shot/a.bin"]
+    assert archive_files(archive) == ["ft_ti_db/cub/5shot/a.bin"]

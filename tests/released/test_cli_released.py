@@ -8,7 +8,7 @@ import pytest
 from diffii_datasets.cli import main
 from diffii_datasets.store import SyntheticStore
 from tests.helpers.cli import CLASS_NAMES, EXPECTED_COUNTS, FAST_FLAGS, make_inputs, store_path_from
-from tests.released.fakehub import COMMIT, FakeHub, hub_at, release_archives
+from tests.released.fakehub import COMMIT, FakeHub, hub_at, release_archives, unreachable_url, unzipped, write_tree
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,11 @@ def no_learning(monkeypatch):
     return calls
 
 
-def _fast_flags_without_suffixes():
-    index = FAST_FLAGS.index("--suffixes")
-    return FAST_FLAGS[:index] + FAST_FLAGS[index + 2:]
+def _fast_flags_for_released():
+    """FAST_FLAGS less the ones --released refuses: --suffixes and the concept-learning knobs."""
+    pairs = zip(FAST_FLAGS[::2], FAST_FLAGS[1::2])
+    return [item for flag, value in pairs if flag != "--suffixes" and not flag.startswith("--concept-")
+            for item in (flag, value)]
 
 
 def test_released_command_prints_what_it_found(inputs, hub, tmp_path, capsys):
@@ -60,6 +62,38 @@ def test_released_command_prints_what_it_found(inputs, hub, tmp_path, capsys):
     assert hub.gets() == {"ft_ti_db.zip": 1, "suffix.zip": 1, "datasets.zip": 1}
 
 
+def test_released_command_reads_a_local_copy_without_the_network(inputs, hub, tmp_path, capsys):
+    root, _, files = inputs
+    copy = tmp_path / "Diff-II"
+    for data in files.values():
+        write_tree(copy, unzipped(data))
+    assert main(["released", "cub-5shot", "--released-from", str(copy), "--root", str(root), "--cache-dir",
+                 str(tmp_path / "cache"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"cub-5shot: the authors' released artifacts (the local copy {copy} (local:" in out
+    assert f"  embeddings: {copy}/ft_ti_db/cub/5shot/learned_embeds-steps-35000.bin\n" in out
+    assert "concepts: 3 classes (metaclass 'bird')" in out and "training subset: 5 images" in out
+    assert hub.requests == []
+    assert main(["released", "cub-5shot", "--released-from", str(copy), "--revision", "main"]) == 1
+    assert ("--revision applies to the download from the Hugging Face Hub; --released-from reads a local copy "
+            "instead: drop --revision") in capsys.readouterr().err
+    assert main(["released", "cub-5shot", "--released-from", str(tmp_path / "absent")]) == 1
+    assert f"--released-from {tmp_path / 'absent'}: no such folder" in capsys.readouterr().err
+
+
+def test_released_command_without_the_hub_fails_at_once_in_one_line(monkeypatch, tmp_path, capsys):
+    import time
+
+    sleeps = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    hub_at(monkeypatch, unreachable_url(), tmp_path / "hub-cache")
+    assert main(["released", "cub-5shot", "--cache-dir", str(tmp_path / "cache"), "-q"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and sleeps == []
+    assert "diffii-datasets released: error: could not get ft_ti_db.zip" in captured.err
+    assert "HF_HUB_OFFLINE=1" in captured.err and "hf download Luka-Wang/Diff-II ft_ti_db.zip" in captured.err
+
+
 def test_generate_released_uses_the_released_concepts_without_learning(inputs, hub, no_learning, tmp_path,
                                                                        capsys):
     from diffii_datasets.released import load_released
@@ -67,7 +101,7 @@ def test_generate_released_uses_the_released_concepts_without_learning(inputs, h
     root, model, _ = inputs
     cache = tmp_path / "stores"
     args = ["generate", "cub-5shot", "--released", "--root", str(root), "--cache-dir", str(cache), "--model",
-            str(model), "--device", "cpu", "--quiet", *_fast_flags_without_suffixes()]
+            str(model), "--device", "cpu", "--quiet", *_fast_flags_for_released()]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert no_learning == []
