@@ -36,12 +36,14 @@ VALIDATION_SPLIT_SEED = 0
 
 
 def load_test_split(setting: str, root: str | Path | None, *, validation_fraction: float = 0.0,
-                    download: bool = False, subset: str = "drawn") -> tuple[Any, Any]:
+                    download: bool = False, subset: str = "drawn",
+                    released_from: str | Path | None = None) -> tuple[Any, Any]:
     """``(test set, validation set or None)`` of ``setting``, read from ``root`` (Waterbirds for ``"waterbirds"``).
 
     ``"sample"`` needs no root: its test set is drawn like the bundled sample, with another seed.
     ``subset="released"``: the authors' released test list (``load_setting(..., subset="released")``;
-    for ``"waterbirds"`` their four group lists, :meth:`~diffii_datasets.classify.Waterbirds.from_lists`).
+    for ``"waterbirds"`` their four group lists, :meth:`~diffii_datasets.classify.Waterbirds.from_lists`), from
+    the Hub or, with ``released_from``, from a local copy of their archives.
     :func:`describe_test_split` says in words which test set this is.
 
     With ``validation_fraction``, that fraction of every test class (drawn with
@@ -61,14 +63,14 @@ def load_test_split(setting: str, root: str | Path | None, *, validation_fractio
         if subset == "released":
             from diffii_datasets.released import fetch
 
-            lists = fetch.fetch_waterbirds_lists()
+            lists = fetch.fetch_waterbirds_lists(released_from=released_from)
             test = Waterbirds.from_lists(root, lists.files, sources=lists.sources)
         else:
             test = Waterbirds(root, "test")
     elif subset == "released":
         from diffii_datasets.settings.loading import load_setting
 
-        test = load_setting(setting, root, subset=subset, download=download).test
+        test = load_setting(setting, root, subset=subset, download=download, released_from=released_from).test
     else:
         test = get_setting(setting).load(root, 0, download=download).test
     if not validation_fraction:
@@ -125,7 +127,7 @@ class _SampleTest(Dataset):
 
 
 def _real_subset(setting: str, root: str | Path | None, subset_seed: int, profile: str, download: bool,
-                 subset: str) -> Any:
+                 subset: str, released_from: str | Path | None) -> Any:
     from diffii_datasets.settings.base import get_setting
 
     if setting == SAMPLE_SETTING:
@@ -138,7 +140,7 @@ def _real_subset(setting: str, root: str | Path | None, subset_seed: int, profil
     if subset == "released":
         from diffii_datasets.settings.loading import load_setting
 
-        return load_setting(name, root, subset=subset, download=download).train
+        return load_setting(name, root, subset=subset, download=download, released_from=released_from).train
     return get_setting(name).load(root, subset_seed, profile=profile, download=download).train
 
 
@@ -159,6 +161,7 @@ def train_setting(
     progress: bool = True,
     download: bool = False,
     subset: str = "drawn",
+    released_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one run per seed of ``setting`` and return (and write, on rank 0) the report over them.
 
@@ -168,7 +171,8 @@ def train_setting(
     A run already complete in ``output_dir`` is read back, a killed one resumed.
     ``download`` fetches missing datasets; missing pretrained weights are always downloaded.
     ``subset="released"`` tests on the authors' released test list and, without a store, trains on
-    their released training subset (:func:`~diffii_datasets.settings.load_setting`).
+    their released training subset (:func:`~diffii_datasets.settings.load_setting`), from the Hub or,
+    with ``released_from``, a local copy of their archives.
     """
     from diffii_datasets.classify.data import joint_training_set
     from diffii_datasets.classify.trainer import train
@@ -185,8 +189,10 @@ def train_setting(
     if subset == "released" and setting == SAMPLE_SETTING:
         raise ValueError(f"the {SAMPLE_SETTING} setting has no released subset: subset must be 'drawn'")
     test, validation = load_test_split(setting, root, validation_fraction=validation_fraction, download=download,
+                                       released_from=released_from,
                                        subset=subset)
-    real = None if store is not None else _real_subset(setting, root, subset_seed, profile, download, subset)
+    real = None if store is not None else _real_subset(setting, root, subset_seed, profile, download, subset,
+                                                       released_from)
     if store is not None and list(store.header.classes) != list(test.classes):
         raise ValueError(f"the store at {store.path} was made for {store.header.num_classes} classes "
                          f"({', '.join(store.header.classes[:3])}, ...), not {setting}'s test classes "
@@ -207,12 +213,13 @@ def train_setting(
 
 
 def evaluate_setting(setting: str, *, root: str | Path | None, output_dir: str | Path, world: World | None = None,
-                     workers: int = 4, download: bool = False, subset: str = "drawn") -> dict[str, Any]:
+                     workers: int = 4, download: bool = False, subset: str = "drawn",
+                     released_from: str | Path | None = None) -> dict[str, Any]:
     """Score the final weights of every run in ``output_dir`` on ``setting``'s test split; the report of that.
 
     ``setting`` may differ from the one trained (``waterbirds`` after ``cub-5shot``);
     the report holds the ``final_test`` figure only (one evaluation per run).
-    ``subset="released"``: the authors' released test list.
+    ``subset="released"``: the authors' released test list (from ``released_from``, a local copy, when given).
     """
     from safetensors.torch import load_file
 
@@ -227,7 +234,7 @@ def evaluate_setting(setting: str, *, root: str | Path | None, output_dir: str |
     runs = sorted(path.parent for path in output_dir.glob(f"seed-*/{RESULT_FILE}"))
     if not runs:
         raise FileNotFoundError(f"{output_dir} holds no complete run (seed-*/{RESULT_FILE}); train first")
-    test, _ = load_test_split(setting, root, download=download, subset=subset)
+    test, _ = load_test_split(setting, root, download=download, subset=subset, released_from=released_from)
     groups = getattr(test, "groups", None)
     results = []
     for run in runs:

@@ -116,7 +116,8 @@ def load_setting(name: str, root: str | Path, seed: int = 0, *, subset: str = "d
     :func:`load_family`'s transforms, ``download`` and ``profile``. ``subset="released"`` takes the
     authors' released training and test lists instead, mapped onto the dataset under ``root``
     (downloaded from the Hub on first use: :func:`diffii_datasets.released.released_splits`, whose
-    keywords ``kwargs`` are: the transforms, ``download``, ``revision``, ``cache_dir``, ``progress``);
+    keywords ``kwargs`` are: the transforms, ``download``, ``revision``, ``cache_dir``, ``progress``,
+    ``released_from`` for a local copy of their archives);
     the released subset is fixed, so ``seed`` must stay 0.
     """
     _checks.check_choice(subset, "subset", SUBSETS)

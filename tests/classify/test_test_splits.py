@@ -79,7 +79,7 @@ def test_released_waterbirds_tests_on_the_authors_lists(waterbirds, tmp_path, mo
     lists = write_lists(tmp_path / "lists", [[(i, c)] for i, (c, split, y, place) in enumerate(rows)
                                              if split == 2 and c == 2])
     fetched = SimpleNamespace(files=tuple(lists), sources=tuple(f"datasets.zip:{p.name}" for p in lists), commit="c")
-    monkeypatch.setattr(fetch, "fetch_waterbirds_lists", lambda: fetched, raising=False)
+    monkeypatch.setattr(fetch, "fetch_waterbirds_lists", lambda **kwargs: fetched)
     test, validation = load_test_split("waterbirds", root, subset="released")
     assert validation is None and len(test) == 4 and test.groups == [0, 1, 2, 3] and set(test.targets) == {1}
     assert len(load_test_split("waterbirds", root)[0]) == 12  # the test split
