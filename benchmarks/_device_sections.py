@@ -196,9 +196,9 @@ def concept_step(ctx: Context, result: Result, allowed_s: float) -> None:
     medians, peaks = {}, {}
     for label, checkpointing in (("plain", False), ("checkpointing", True)):
         config = dataclasses.replace(recipe, train_steps=1 + sizes.concept_timed_steps,
-                                     gradient_checkpointing=checkpointing)
+                                     gradient_checkpointing=checkpointing, seed=0)
         clock = bench_concept_step.StepClock(ctx.device)
-        run = ctx.measure(lambda: learn_concepts(pipe, images_by_class, names, "shape", config, seed=0,
+        run = ctx.measure(lambda: learn_concepts(pipe, images_by_class, names, "shape", config,
                                                  progress=False, callback=clock))
         medians[label], peaks[label] = statistics.median(clock.step_seconds()), run.peak_mib
         result.figures[f"step_s_{label}"] = medians[label]

@@ -26,6 +26,7 @@ projections, one token per class).
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -145,8 +146,8 @@ def main() -> None:
             extra = (PublishedPerStepEncoding(pipe, all_images, 8, new_side, seed=round_index)
                      if kind == "published" else None)
             clock = StepClock(args.device, extra)
-            learn_concepts(pipe, images_by_class, names, "shape", kinds[kind], seed=round_index, progress=False,
-                           callback=clock)
+            learn_concepts(pipe, images_by_class, names, "shape", dataclasses.replace(kinds[kind], seed=round_index),
+                           progress=False, callback=clock)
             times[kind] += clock.step_seconds()
     median = {kind: statistics.median(values) for kind, values in times.items()}
     speedup = median["published"] / median["now"]

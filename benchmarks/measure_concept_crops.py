@@ -6,7 +6,12 @@ The published recipe crops in pixels and then encodes, every step (a fresh rando
 downsampling factor ``f`` (and its mirror image) and draws among them. With the
 SD-1.5-shaped VAE (random weights: SD-1.5's layers, not its values), this prints:
 
-- the offset grid: which pixel crops each scheme can produce, for CUB-like sizes;
+- the offset grid: which pixel crops each scheme can produce, for CUB-like sizes, and
+  the Kolmogorov-Smirnov distance between the offsets a step draws (uniform over the
+  grid) and the published ones (uniform over every pixel);
+- the crop bound: for wide images (aspect ratio 3 to 20), how many grid offsets there
+  are, how many ``max_crop_positions`` keeps (evenly spaced over the published range)
+  and the KS distance of each to the published offsets;
 - for every cached crop, the relative difference between its cached posterior and
   the published per-step encoding of the same crop (batch composition only);
 - the design not taken: encoding the whole resized image once and cutting the
@@ -17,6 +22,7 @@ SD-1.5-shaped VAE (random weights: SD-1.5's layers, not its values), this prints
 
     python benchmarks/measure_concept_crops.py              # sd15-shaped VAE, 224 px
     python benchmarks/measure_concept_crops.py --size small --images 4
+    python benchmarks/measure_concept_crops.py --quick         # the offset tables, seconds
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-CUB_LIKE_SIZES = [(500, 375), (500, 333), (500, 500), (375, 500), (500, 281)]
+CUB_LIKE_SIZES = [(500, 375), (500, 333), (500, 500), (375, 500), (500, 281), (500, 400), (500, 450)]
+WIDE_ASPECTS = [3, 3.5, 4, 6, 8, 12, 20]
 
 
 def add_arguments(parser) -> None:
@@ -35,16 +42,44 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resolution", type=int, default=224, help="concept resolution (default 224)")
 
 
-def offset_grid(size: tuple[int, int], side: int, factor: int) -> list[float]:
-    """Crop offsets along the long side: published (every pixel) vs cached (multiples of f in the trimmed side)."""
+def ks_distance(published: np.ndarray, cached: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance between uniform draws from two sets of integer offsets."""
+    points = np.arange(published.min(), published.max() + 1)
+    cdf = [np.searchsorted(np.sort(values), points, side="right") / len(values) for values in (published, cached)]
+    return float(np.abs(cdf[0] - cdf[1]).max())
+
+
+def offset_grid(size: tuple[int, int], side: int, factor: int, bound: int | None = None) -> list[float]:
+    """Crop offsets along the long side: published (every pixel) vs cached (multiples of f in the trimmed side, or
+    ``bound`` evenly spaced ones): counts, the largest and mean gap to a cached offset, the mean shift, KS."""
     from diffii_datasets.diffusion.concepts.inputs import crop_offsets, resized_size
 
     long_side = max(resized_size(*size, side))
     published = np.arange(long_side - side + 1)
-    cached = np.array(crop_offsets(long_side, side, factor))
+    cached = np.array(crop_offsets(long_side, side, factor, bound))
     nearest = np.abs(published[:, None] - cached[None, :]).min(axis=1)
     return [len(published), len(cached), float(nearest.max()), float(nearest.mean()),
-            float(cached.mean() - published.mean())]
+            float(cached.mean() - published.mean()), ks_distance(published, cached)]
+
+
+def print_offset_tables(side: int, factor: int) -> None:
+    from diffii_datasets.diffusion.concepts.config import ConceptConfig
+
+    rows = [[f"{w}x{h}", *offset_grid((w, h), side, factor)] for w, h in CUB_LIKE_SIZES]
+    _common.print_table(f"crop offsets along the long side at {side}px (VAE factor {factor})",
+                        ["image", "published offsets", "cached offsets", "max gap px", "mean gap px",
+                         "mean shift px", "KS distance"], rows)
+    bound = ConceptConfig().max_crop_positions
+    rows = []
+    for aspect in WIDE_ASPECTS:
+        size = (round(375 * aspect), 375)
+        grid = offset_grid(size, side, factor)
+        bounded = offset_grid(size, side, factor, bound)
+        rows.append([f"{size[0]}x{size[1]} ({aspect:g}:1)", grid[0], grid[1], grid[5], bounded[1], bounded[2],
+                     bounded[5]])
+    _common.print_table(f"wide images at {side}px: the grid, and max_crop_positions={bound} evenly spaced offsets",
+                        ["image", "published offsets", "grid offsets", "grid KS", "kept offsets", "kept max gap px",
+                         "kept KS"], rows)
 
 
 def textured_image(seed: int, size: tuple[int, int]) -> Image.Image:
@@ -75,12 +110,12 @@ def main() -> None:
     from diffii_datasets.diffusion.concepts.config import ConceptConfig
     from diffii_datasets.diffusion.concepts.inputs import TrainingInputs
 
+    if args.quick:  # the offset tables alone: no VAE
+        print_offset_tables(args.resolution, 8)
+        return
     pipe = _common.build_pipeline(args.size, torch.device("cpu"), dtype=torch.float32)
     vae, factor, side = pipe.vae, int(pipe.vae_scale_factor), args.resolution
-    rows = [[f"{w}x{h}", *offset_grid((w, h), side, factor)] for w, h in CUB_LIKE_SIZES]
-    _common.print_table(f"crop offsets along the long side at {side}px (VAE factor {factor})",
-                        ["image", "published offsets", "cached offsets", "max gap px", "mean gap px",
-                         "mean shift px"], rows)
+    print_offset_tables(side, factor)
 
     config = ConceptConfig(resolution=side, batch_size=8)
     cached_errors, strip_mean, strip_std, strip_noise, columns = [], [], [], [], []

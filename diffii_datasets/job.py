@@ -60,13 +60,13 @@ class PreparationJob:
         return get_method(self.config.method)
 
     def concepts_key(self) -> str:
-        """Learned concepts depend on the data, the model, the metaclass and the concept recipe only."""
+        """Learned concepts depend on the data, the model, the metaclass and the concept recipe (its seed
+        included) only: not on the generation knobs, nor on the method, so methods share them."""
         return fingerprint({
             "dataset": self.dataset_fingerprint,
             "model": self.model,
             "metaclass": self.metaclass,
             "recipe": self.config.concepts.to_dict(),
-            "seed": self.config.seed,
         })
 
     def concepts_identity(self) -> str:

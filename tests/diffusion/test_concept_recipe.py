@@ -1,9 +1,12 @@
 """The published concept recipe, item by item, shown by what the learner does on the tiny pipeline."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import BatchSampler
 
 import diffii_datasets.testing
 from diffii_datasets.diffusion.concepts import ConceptConfig, learn_concepts
@@ -12,7 +15,9 @@ from diffii_datasets.diffusion.concepts.config import (
     PUBLISHED_INIT_TOKEN,
     PUBLISHED_INIT_TOKEN_ID,
     RECIPE_0_1,
+    RECIPE_0_2,
     concept_recipe,
+    recipe_differences,
 )
 from diffii_datasets.diffusion.concepts.inputs import (
     TrainingInputs,
@@ -187,7 +192,7 @@ def test_every_placeholder_starts_from_the_published_clip_token():
     start = weight[pipe.tokenizer.get_vocab()[PUBLISHED_INIT_TOKEN]]
     torch.testing.assert_close(concepts.embeddings, start.expand(2, 2, -1), atol=2e-4, rtol=0)
     assert PUBLISHED_INIT_TOKEN == "ktn" and PUBLISHED_INIT_TOKEN_ID == 42170
-    assert concepts.recipe == concept_recipe(config, 0)
+    assert concepts.recipe == concept_recipe(config) and concepts.recipe["config"]["seed"] == 42
 
 
 def test_a_tokenizer_without_the_published_token_is_an_error_naming_it(monkeypatch):
@@ -206,11 +211,188 @@ def test_a_tokenizer_without_the_published_token_is_an_error_naming_it(monkeypat
 
 
 def test_a_checkpoint_of_another_recipe_is_refused_naming_the_knobs(tmp_path):
-    old = concept_recipe(ConceptConfig(**RECIPE_0_1), 0)
-    new = concept_recipe(ConceptConfig(), 0)
-    write_checkpoint(tmp_path, "old-run", old, 3, {"placeholders": torch.zeros(1, 2)}, None)
+    old = concept_recipe(ConceptConfig(**RECIPE_0_1))
+    new = concept_recipe(ConceptConfig())
+    write_checkpoint(tmp_path, "old-run", old, 3, {"placeholders": torch.zeros(1, 2)}, None, None)
     with pytest.raises(ValueError, match=r"different concept-learning run \(another recipe: resolution: None -> 224, "
                                          r"crop: 'squash' -> 'random', vae_posterior: 'mean' -> 'sample', "
-                                         r"lora_grad_clip_norm: 0.0 -> 1.0, token_init: 'class_name' -> 'published'\)"):
+                                         r"lora_grad_clip_norm: 0.0 -> 1.0, image_order: 'replacement' -> 'epochs', "
+                                         r"seed: 0 -> 42, token_init: 'class_name' -> 'published', "
+                                         r"max_crop_positions: None -> 64\)"):  # not max_aspect_ratio: it only refuses
         read_checkpoint(tmp_path, "new-run", new)
-    assert read_checkpoint(tmp_path, "old-run", old).step == 3
+    checkpoint, passed_over = read_checkpoint(tmp_path, "old-run", old)
+    assert checkpoint.step == 3 and passed_over == []
+
+
+def test_recipes_record_the_seed_among_the_knobs_and_compare_with_those_of_0_2():
+    config = ConceptConfig()
+    assert concept_recipe(config) == {"config": config.to_dict()} and config.to_dict()["seed"] == 42
+    assert concept_recipe(config, 7)["config"]["seed"] == 7  # the deprecated learn_concepts(seed=7)
+    # 0.2 recorded the seed beside the knobs, and had neither the order nor the crop bound
+    legacy_knobs = {k: v for k, v in ConceptConfig(**RECIPE_0_2).to_dict().items()
+                    if k not in ("seed", "image_order", "max_crop_positions", "prompts", "separate_classes",
+                                 "max_aspect_ratio")}
+    legacy = {"config": legacy_knobs, "seed": 0}
+    assert recipe_differences(legacy, concept_recipe(ConceptConfig(**RECIPE_0_2))) == [
+        "image_order: (unrecorded) -> 'replacement'", "prompts: (unrecorded) -> 'published'",
+        "separate_classes: (unrecorded) -> False", "max_crop_positions: (unrecorded) -> None",
+        "max_aspect_ratio: (unrecorded) -> None"]
+    assert "seed: 0 -> 42" in recipe_differences(legacy, concept_recipe(config))
+
+
+# -- the image order ---------------------------------------------------------------------------------------------------
+
+
+def _accelerate_epoch(order, batch_size, ranks):
+    """The global batches of one epoch of Diff-Mix's ``DataLoader(shuffle=True)`` under ``accelerate`` on ``ranks``
+    GPUs at ``batch_size / ranks`` each, for the epoch's permutation ``order``: accelerate's own shard sampler."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    per_rank = batch_size // ranks
+    shards = [list(BatchSamplerShard(BatchSampler(order, per_rank, drop_last=False), ranks, rank))
+              for rank in range(ranks)]
+    assert len({len(shard) for shard in shards}) == 1
+    return [[i for shard in shards for i in shard[step]] for step in range(len(shards[0]))]
+
+
+@pytest.mark.parametrize("images, batch, ranks", [(12, 4, 2), (10, 8, 4), (13, 8, 4), (3, 8, 4), (5, 2, 1)])
+def test_epochs_draw_what_the_published_shuffled_dataloader_draws_under_accelerate(images, batch, ranks):
+    inputs = TrainingInputs(list(range(images)), ConceptConfig(**{**FAST, "batch_size": batch}), 32)
+    generator = torch.Generator().manual_seed(0)
+    orders = []
+    for _ in range(3):
+        first = inputs.draw(batch, generator).index.tolist()
+        order = inputs.order.tolist()
+        assert sorted(order) == list(range(images))
+        orders.append(order)
+        expected = _accelerate_epoch(order, batch, ranks)
+        drawn = [first] + [inputs.draw(batch, generator).index.tolist() for _ in range(len(expected) - 1)]
+        assert drawn == expected
+    if images > 3:  # a fresh shuffle every epoch (3 images have only 6 orders: two epochs may share one)
+        assert len({tuple(order) for order in orders}) == 3
+
+
+def test_epochs_show_every_image_equally_often_where_draws_with_replacement_do_not():
+    images, batch, epochs = 96, 8, 10
+    counts = {}
+    for order in ("epochs", "replacement"):
+        inputs = TrainingInputs([0] * images, ConceptConfig(image_order=order, **FAST), 32)
+        generator = torch.Generator().manual_seed(0)
+        index = torch.cat([inputs.draw(batch, generator).index for _ in range(images // batch * epochs)])
+        counts[order] = torch.bincount(index, minlength=images)
+    assert counts["epochs"].tolist() == [epochs] * images
+    assert counts["replacement"].sum() == images * epochs and counts["replacement"].min() < epochs < \
+        counts["replacement"].max()
+    # an epoch that does not divide into batches: every image once, the last batch completed from the epoch's start
+    inputs = TrainingInputs([0] * 100, ConceptConfig(**FAST), 32)
+    generator = torch.Generator().manual_seed(0)
+    index = torch.cat([inputs.draw(batch, generator).index for _ in range(13)])
+    assert torch.bincount(index).tolist().count(2) == 4 and torch.bincount(index).min() == 1
+    assert index[-4:].tolist() == inputs.order[:4].tolist()
+    # class-balanced draws stay with replacement whatever the order says
+    balanced = TrainingInputs([0] * 95 + [1], ConceptConfig(balance_classes=True, **FAST), 32)
+    assert not balanced.epochs and balanced.order_state() == {}
+
+
+# -- the seed ----------------------------------------------------------------------------------------------------------
+
+
+def test_the_seed_is_a_knob_and_the_seed_keyword_is_a_deprecated_override(monkeypatch):
+    from diffii_datasets.diffusion.concepts import training
+
+    monkeypatch.setattr(training, "_seed_keyword_warned", False)
+    images, names = [[_wide_image(0)], [_wide_image(1)]], ["red circle", "blue square"]
+    config = ConceptConfig(train_steps=2, **FAST)
+
+    def learn(**kwargs):
+        return learn_concepts(tiny_pipeline(seed=0), images, names, METACLASS, progress=False, **kwargs)
+
+    published, other = learn(config=config), learn(config=ConceptConfig(train_steps=2, seed=7, **FAST))
+    assert published.recipe["config"]["seed"] == 42 and other.recipe["config"]["seed"] == 7
+    assert published.identity() != other.identity()
+    with pytest.warns(FutureWarning, match=r"learn_concepts\(seed=7\) is deprecated.*ConceptConfig.seed"):
+        overridden = learn(config=config, seed=7)
+    assert overridden.identity() == other.identity() and overridden.recipe == other.recipe
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        learn(config=config, seed=7)
+
+
+def _draws_of_0_2(seed, steps, images, crops, batch, latent_shape):
+    """Every step's random draws as diffii-datasets 0.2.0 made them (its ``Trainer.step`` and
+    ``TrainingInputs.draw``): one CPU generator seeded with the run's seed; the image index with replacement."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        index = torch.randint(images, (batch,), generator=generator)
+        flip = torch.randint(2, (batch,), generator=generator)
+        crop = (torch.rand(batch, generator=generator) * crops[index]).long()
+        timesteps = torch.randint(0, 1000, (batch,), generator=generator)
+        noise = torch.randn((batch, *latent_shape), generator=generator)
+        eps = torch.randn((batch, *latent_shape), generator=generator)
+        yield index, flip, crop, timesteps, noise, eps
+
+
+def test_the_0_2_recipe_draws_what_0_2_drew_and_learns_from_the_same_start(spy_latents, monkeypatch):
+    from diffusers import DDPMScheduler
+
+    noised = []
+    original = DDPMScheduler.add_noise
+
+    def add_noise(self, latents, noise, timesteps):
+        noised.append((noise.clone(), timesteps.clone()))
+        return original(self, latents, noise, timesteps)
+
+    monkeypatch.setattr(DDPMScheduler, "add_noise", add_noise)
+    images = [[_wide_image(0), _wide_image(2)], [_wide_image(1)]]
+    config = ConceptConfig(train_steps=3, **{**FAST, **RECIPE_0_2})
+    learn_concepts(tiny_pipeline(seed=0), images, ["red circle", "blue square"], METACLASS, config, progress=False)
+    inputs = spy_latents[0][0]
+    expected = _draws_of_0_2(0, 3, 3, inputs.crops, 4, inputs.latent_shape)
+    for (_, draw, eps, _), (noise, timesteps), old in zip(spy_latents, noised, expected, strict=True):
+        for got, want in zip((draw.index, draw.flip, draw.crop, timesteps, noise, eps), old, strict=True):
+            assert torch.equal(got, want)
+
+
+# -- crops of extreme images -------------------------------------------------------------------------------------------
+
+
+def test_crop_offsets_are_bounded_evenly_over_the_published_range():
+    assert crop_offsets(51, 32, 2, max_positions=10) == list(range(0, 19, 2))  # within the bound: the grid
+    bounded = crop_offsets(51, 32, 2, max_positions=4)
+    assert bounded == [0, 6, 13, 19]  # 0 to 51 - 32, gaps of 19/3 rounded
+    offsets = crop_offsets(32000, 32, 2, max_positions=64)
+    gaps = {b - a for a, b in zip(offsets, offsets[1:])}
+    assert len(offsets) == 64 and offsets[0] == 0 and offsets[-1] == 32000 - 32 and max(gaps) - min(gaps) <= 1
+
+
+def test_a_panorama_gets_a_bounded_number_of_crops_with_a_warning_naming_it_and_the_cost(spy_latents):
+    pipe = tiny_pipeline(seed=0)
+    panorama = tiny_image_dataset(1, 1, size=64, seed=0)[0][0].resize((320, 40))  # 8:1 -> 256 x 32: 113 offsets
+    config = ConceptConfig(train_steps=1, max_crop_positions=16, **FAST)
+    with pytest.warns(UserWarning, match=r"1 training image\(s\) have more than 16 crop offsets, e\.g\. "
+                                         r"images_by_class\[0\]\[1\] \(320 x 40 px, 256 x 32 at 32 px: 113 offsets, "
+                                         r"226 VAE encodings and .* of cached latents\); each gets 16 evenly spaced "
+                                         r"offsets instead \(32 VAE encodings"):
+        learn_concepts(pipe, [[_wide_image(), panorama]], ["red circle"], METACLASS, config, progress=False)
+    inputs = spy_latents[0][0]
+    assert inputs.crops.tolist() == [10, 16]  # the ordinary image keeps its grid
+    crops = inputs.image_crops(panorama, "panorama", pipe.vae_scale_factor)
+    resized = _resized(panorama, (256, 32))
+    offsets = crop_offsets(256, 32, 2, 16)
+    assert all(torch.equal(crop, resized[:, :, o:o + 32]) for crop, o in zip(crops, offsets, strict=True))
+
+
+def test_absurd_aspect_ratios_are_refused_naming_the_image_and_what_is_accepted(spy_latents):
+    pipe = tiny_pipeline(seed=0)
+    strip = Image.new("RGB", (10000, 10), (200, 30, 30))
+    images = [[_wide_image(), strip]]
+    with pytest.raises(ValueError, match=r"^images_by_class\[0\]\[1\] is 10000 x 10 pixels, an aspect ratio of "
+                                         r"1e\+03:1; concept learning accepts at most 20:1 \(ConceptConfig"
+                                         r"\.max_aspect_ratio, --concept-max-aspect-ratio\)"):
+        learn_concepts(pipe, images, ["red circle"], METACLASS, ConceptConfig(train_steps=1, **FAST))
+    assert not spy_latents  # refused before anything was encoded
+    # accepted when asked for: 64 of its 15,985 offsets are encoded, not all of them
+    config = ConceptConfig(train_steps=1, max_aspect_ratio=1000, **FAST)
+    with pytest.warns(UserWarning, match=r"32000 x 32 at 32 px: 15,985 offsets"):
+        learn_concepts(pipe, images, ["red circle"], METACLASS, config, progress=False)
+    assert spy_latents[0][0].crops.tolist() == [10, 64]

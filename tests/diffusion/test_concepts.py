@@ -1,11 +1,11 @@
 """Concept learning, the concept set's files, and applying/removing it on a real (tiny) pipeline."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -68,8 +68,8 @@ def learned():
     rng_before = torch.random.get_rng_state()
     losses = []
     config = ConceptConfig(train_steps=30, batch_size=4, tokens_per_class=2, lora_rank=4, learning_rate=1e-2,
-                           resolution=32, token_init="class_name")
-    concepts = learn_concepts(pipe, _images(), NAMES, METACLASS, config, seed=0, progress=False,
+                           resolution=32, token_init="class_name", seed=0)
+    concepts = learn_concepts(pipe, _images(), NAMES, METACLASS, config, progress=False,
                               callback=lambda step, loss: losses.append((step, loss)))
     rng_after = torch.random.get_rng_state()
     return {"pipe": pipe, "before": before, "concepts": concepts, "losses": losses,
@@ -85,6 +85,11 @@ def test_config_defaults_are_the_released_recipe_and_bad_values_name_the_field()
     # the published input pipeline, clipping and initialiser (balancing is the long-tail settings' own)
     assert (config.resolution, config.crop, config.random_flip, config.vae_posterior) == (224, "random", True, "sample")
     assert (config.lora_grad_clip_norm, config.balance_classes, config.token_init) == (1.0, False, "published")
+    # the published seed and image order; the published prompt, all classes in one run
+    assert (config.seed, config.image_order, config.prompts, config.separate_classes) == (
+        42, "epochs", "published", False)
+    assert (config.max_crop_positions, config.max_aspect_ratio) == (64, 20.0)
+    assert ConceptConfig(token_init="word:the").token_init == "word:the"
     # a value of the wrong type is a TypeError, a bad value of the right type a ValueError; both name the field
     for field, value, error in [("train_steps", 0, ValueError), ("batch_size", 2.0, TypeError),
                                 ("tokens_per_class", True, TypeError), ("lora_rank", -1, ValueError),
@@ -94,9 +99,17 @@ def test_config_defaults_are_the_released_recipe_and_bad_values_name_the_field()
                                 ("lora_target_modules", (), ValueError), ("crop", "middle", ValueError),
                                 ("random_flip", "yes", TypeError), ("vae_posterior", "mode", ValueError),
                                 ("lora_grad_clip_norm", -1.0, ValueError), ("balance_classes", 1, TypeError),
-                                ("token_init", "random", ValueError)]:
+                                ("token_init", "random", ValueError), ("token_init", "word:", ValueError),
+                                ("token_init", "word:two words", ValueError), ("token_init", 3, TypeError),
+                                ("seed", -1, ValueError), ("seed", 1.5, TypeError),
+                                ("image_order", "sequential", ValueError), ("prompts", "fancy", ValueError),
+                                ("separate_classes", 0, TypeError), ("max_crop_positions", 1, ValueError),
+                                ("max_crop_positions", 8.0, TypeError), ("max_aspect_ratio", 0.5, ValueError)]:
         with pytest.raises(error, match=rf"^ConceptConfig\.{field} must be "):
             ConceptConfig(**{field: value})
+    with pytest.raises(ValueError, match=r"separate_classes=True \(concept_separate_classes\) needs lora_rank=0 "
+                                         r"\(concept_lora_rank\), got lora_rank=10"):
+        ConceptConfig(separate_classes=True)
 
 
 def test_loss_goes_down_and_callback_sees_every_step(learned):
@@ -314,7 +327,7 @@ RESUME_CASE = textwrap.dedent("""
     dataset = tiny_image_dataset(2, 2, seed=3)
     images = [[dataset[i][0] for i in range(len(dataset)) if dataset.targets[i] == c] for c in range(2)]
     config = ConceptConfig(train_steps=6, checkpoint_steps=3, batch_size=2, lora_rank=2, learning_rate=1e-3,
-                           resolution=32)
+                           resolution=32, seed=5)
 """)
 
 
@@ -326,7 +339,7 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path
         def die_after_first_checkpoint(step, loss):
             if step == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
-        learn_concepts(tiny_pipeline(0), images, dataset.classes, "shape", config, seed=5,
+        learn_concepts(tiny_pipeline(0), images, dataset.classes, "shape", config,
                        work_dir={str(work_dir)!r}, progress=False, callback=die_after_first_checkpoint)
         raise SystemExit("not killed")
     """)
@@ -340,10 +353,9 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path
     pipe = tiny_pipeline(0)
     args = (pipe, case["images"], case["dataset"].classes, "shape", case["config"])
     steps = []
-    resumed = learn_concepts(*args, seed=5, work_dir=work_dir, progress=False,
-                             callback=lambda step, loss: steps.append(step))
+    resumed = learn_concepts(*args, work_dir=work_dir, progress=False, callback=lambda step, loss: steps.append(step))
     assert steps == [4, 5, 6]
-    uninterrupted = learn_concepts(*args, seed=5, progress=False)
+    uninterrupted = learn_concepts(*args, progress=False)
     assert torch.equal(resumed.embeddings, uninterrupted.embeddings)
     assert resumed.lora_state_dict.keys() == uninterrupted.lora_state_dict.keys()
     for key, value in uninterrupted.lora_state_dict.items():
@@ -351,12 +363,8 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path
     assert resumed.identity() == uninterrupted.identity()
 
     # A finished run returns its final checkpoint without training again.
-    again = learn_concepts(*args, seed=5, work_dir=work_dir, progress=False, callback=lambda *a: steps.append(-1))
+    again = learn_concepts(*args, work_dir=work_dir, progress=False, callback=lambda *a: steps.append(-1))
     assert again.identity() == resumed.identity() and steps == [4, 5, 6]
-    # A checkpoint is never resumed by a different run, nor when it is damaged.
+    # A checkpoint is never resumed by a different run (test_concept_checkpoints.py: nor when it is damaged).
     with pytest.raises(ValueError, match="different concept-learning run"):
-        learn_concepts(*args, seed=6, work_dir=work_dir, progress=False)
-    tensors = next(Path(work_dir).glob("concepts-checkpoint-*.safetensors"))
-    tensors.write_bytes(tensors.read_bytes()[:-10])
-    with pytest.raises(ValueError, match="missing or corrupt"):
-        learn_concepts(*args, seed=5, work_dir=work_dir, progress=False)
+        learn_concepts(*args[:4], dataclasses.replace(case["config"], seed=6), work_dir=work_dir, progress=False)

@@ -35,7 +35,7 @@ def learning_inputs():
 
 
 def learning_config(batch_size: int) -> ConceptConfig:
-    return ConceptConfig(train_steps=3, batch_size=batch_size, checkpoint_steps=2, resolution=32)
+    return ConceptConfig(train_steps=3, batch_size=batch_size, checkpoint_steps=2, resolution=32, seed=0)
 
 
 def checks(out: Path) -> None:
@@ -54,10 +54,10 @@ def checks(out: Path) -> None:
         for batch in LEARN_BATCHES:
             losses = []
             work_dir = out / f"work-{batch}"
-            concepts = learn_concepts(tiny_pipeline(seed=0), images, names, "shape", learning_config(batch), seed=0,
+            concepts = learn_concepts(tiny_pipeline(seed=0), images, names, "shape", learning_config(batch),
                                       work_dir=work_dir, progress=False, world=world,
                                       callback=lambda step, loss: losses.append(loss))
-            again = learn_concepts(tiny_pipeline(seed=0), images, names, "shape", learning_config(batch), seed=0,
+            again = learn_concepts(tiny_pipeline(seed=0), images, names, "shape", learning_config(batch),
                                    work_dir=work_dir, progress=False, world=world)
             result[f"losses-{batch}"] = losses
             result[f"resumed_equal-{batch}"] = (torch.equal(again.embeddings, concepts.embeddings) and all(

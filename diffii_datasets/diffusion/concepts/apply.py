@@ -50,9 +50,10 @@ def apply_concepts(concepts: ConceptSet, pipe: Any) -> None:
             pipe.load_textual_inversion(embeddings)
         # Into the UNet alone: the pipeline's loader would also look for text-encoder keys, and log that there are
         # none. peft initialises the LoRA layers (from the global RNG) before the weights overwrite them.
-        with preserved_rng(pipe.unet.device):
-            pipe.unet.load_lora_adapter(_diffusers_lora(concepts), prefix="unet", adapter_name=adapter,
-                                        _pipeline=pipe)
+        if concepts.lora_state_dict:  # none for tokens learned alone (lora_rank=0)
+            with preserved_rng(pipe.unet.device):
+                pipe.unet.load_lora_adapter(_diffusers_lora(concepts), prefix="unet", adapter_name=adapter,
+                                            _pipeline=pipe)
     except BaseException:
         state.restore_lora(pipe, adapter)
         state.restore_tokens(pipe)

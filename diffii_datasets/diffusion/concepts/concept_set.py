@@ -1,8 +1,8 @@
 """``ConceptSet``: learned class tokens plus the shared LoRA, their names, identity and files.
 
 A concept set saves as files that plain diffusers loads
-(``pipe.load_textual_inversion`` / ``pipe.load_lora_weights``) plus a
-``concepts.json`` manifest with checksums. Token naming follows the released
+(``pipe.load_textual_inversion`` / ``pipe.load_lora_weights``; a set learned with
+``lora_rank=0`` has no LoRA file) plus a ``concepts.json`` manifest with checksums. Token naming follows the released
 concepts and diffusers' multi-vector textual inversion: class ``i`` owns
 ``<class_i>`` and, with several vectors per class, ``<class_i>_1``, ``<class_i>_2``, ...
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,21 @@ import safetensors.torch
 import torch
 
 from diffii_datasets import _checks
-from diffii_datasets._io import FileFormatError, file_mode, fingerprint, json_bytes, read_json, sha256_file, write_json
+from diffii_datasets._io import (
+    FileFormatError,
+    atomic_write,
+    fingerprint,
+    fsync_dir,
+    json_bytes,
+    process_gone,
+    read_json,
+    sha256_file,
+    temp_name,
+    temp_owner,
+)
 from diffii_datasets.diffusion.concepts.apply import apply_concepts, remove_concepts
 from diffii_datasets.diffusion.concepts.lora import check_lora_state_dict
+from diffii_datasets.diffusion.concepts.writing import writing
 from diffii_datasets.diffusion.prompts import build_prompt
 from diffii_datasets.hashing import tensor_digest
 
@@ -71,7 +84,8 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 class ConceptSet:
-    """Learned concepts: ``embeddings[i]`` holds class ``i``'s token vectors, ``lora_state_dict`` the shared LoRA.
+    """Learned concepts: ``embeddings[i]`` holds class ``i``'s token vectors, ``lora_state_dict`` the shared LoRA
+    (empty for tokens alone, as textual inversion learns them: ``lora_rank=0``).
 
     ``lora_state_dict`` uses PEFT's key layout without adapter name, as
     ``peft.get_peft_model_state_dict`` returns it, e.g.
@@ -123,7 +137,8 @@ class ConceptSet:
 
     @property
     def lora_rank(self) -> int:
-        return next(v.shape[0] for k, v in self.lora_state_dict.items() if k.endswith(".lora_A.weight"))
+        """The LoRA's rank; 0 without a LoRA."""
+        return next((v.shape[0] for k, v in self.lora_state_dict.items() if k.endswith(".lora_A.weight")), 0)
 
     @property
     def tokens(self) -> list[str]:
@@ -178,34 +193,61 @@ class ConceptSet:
 
     # -- files --------------------------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> None:
-        """Write diffusers-native files, then ``concepts.json`` last (its presence marks a complete save).
+        """Write diffusers-native files and ``concepts.json`` (its presence marks a complete save).
 
-        - ``pytorch_lora_weights.safetensors``: written by diffusers' ``save_lora_weights``
-          (keys converted with ``convert_state_dict_to_diffusers``), loads with ``pipe.load_lora_weights(directory)``.
+        - ``pytorch_lora_weights.safetensors`` (not without a LoRA): laid out by diffusers'
+          ``save_lora_weights`` (keys converted with ``convert_state_dict_to_diffusers``),
+          loads with ``pipe.load_lora_weights(directory)``.
         - ``learned_embeds/class_{i}.safetensors``: one textual-inversion file per class,
           ``{"<class_i>": tensor[tokens_per_class, dim]}``, loads with ``pipe.load_textual_inversion``.
         - ``concepts.json``: class names, tokens, metaclass, the recipe and the files' SHA-256.
+
+        Every file is written into a temporary folder beside ``directory`` first
+        (``.<name>.tmp-<pid>``), then moved in: a new directory appears whole, in one
+        rename; over an existing one, its ``concepts.json`` goes first and comes back last.
+        A failed write (a full disk) leaves ``directory`` as it was and nothing
+        half-written, and raises
+        :class:`~diffii_datasets.diffusion.concepts.writing.ConceptWriteError` (an
+        ``OSError``) naming the file and the space the set needs.
         """
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_staging(directory)
+        staging = temp_name(directory)
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            names = self._write_files(staging)
+            _move_into_place(staging, directory, names)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _write_files(self, folder: Path) -> list[str]:
+        """Every file of the set in ``folder`` (fsynced), ``concepts.json`` last; returns their relative names."""
+        import safetensors.torch
         from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONCEPTS_FILE).unlink(missing_ok=True)  # an interrupted save must not look complete
-        (directory / EMBEDS_DIR).mkdir(exist_ok=True)
-        for stale in (directory / EMBEDS_DIR).glob("*.safetensors"):  # a glob over the folder must see only this set
-            stale.unlink()
-        embed_files = []
-        for i in range(len(self.class_names)):
-            relative = f"{EMBEDS_DIR}/class_{i}.safetensors"
-            safetensors.torch.save_file({class_token(i): self.embeddings[i].clone()}, directory / relative)
-            embed_files.append(relative)
-        StableDiffusionPipeline.save_lora_weights(
-            directory, unet_lora_layers=convert_state_dict_to_diffusers(dict(self.lora_state_dict)),
-            weight_name=LORA_FILE,
-        )
-        for name in embed_files + [LORA_FILE]:  # safetensors writes 0600: give them the mode of every other file
-            os.chmod(directory / name, file_mode())
+        embeddings = {f"{EMBEDS_DIR}/class_{i}.safetensors": safetensors.torch.save({class_token(i): vectors.clone()})
+                      for i, vectors in enumerate(self.embeddings)}
+        lora_bytes = sum(v.numel() * v.element_size() for v in self.lora_state_dict.values())
+        needed = sum(len(data) for data in embeddings.values()) + lora_bytes + 2 ** 16  # + headers and manifest
+        with writing(folder / EMBEDS_DIR, needed):
+            (folder / EMBEDS_DIR).mkdir(parents=True)
+        for name, data in embeddings.items():
+            with writing(folder / name, needed):
+                atomic_write(folder / name, data)
+        files = list(embeddings)
+        if self.lora_state_dict:
+            def save_function(weights: dict[str, torch.Tensor], filename: str) -> None:
+                # what diffusers' own save_function writes, through a writer whose errors name the file
+                with writing(filename, needed):
+                    atomic_write(filename, safetensors.torch.save(weights, metadata={"format": "pt"}))
+
+            StableDiffusionPipeline.save_lora_weights(
+                folder, unet_lora_layers=convert_state_dict_to_diffusers(dict(self.lora_state_dict)),
+                weight_name=LORA_FILE, save_function=save_function,
+            )
+            files.append(LORA_FILE)
         manifest = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -215,13 +257,18 @@ class ConceptSet:
             "embedding_dim": self.embedding_dim,
             "lora_rank": self.lora_rank,
             "class_tokens": [class_token(i) for i in range(len(self.class_names))],
-            "embedding_files": embed_files,
-            "lora_file": LORA_FILE,
-            "sha256": {name: sha256_file(directory / name) for name in embed_files + [LORA_FILE]},
+            "embedding_files": list(embeddings),
+            "lora_file": LORA_FILE if self.lora_state_dict else None,
+            "sha256": {name: sha256_file(folder / name) for name in files},
             "identity": self.identity(),
             "recipe": self.recipe,
         }
-        write_json(directory / CONCEPTS_FILE, manifest)
+        data = json_bytes(manifest)
+        with writing(folder / CONCEPTS_FILE, needed):
+            atomic_write(folder / CONCEPTS_FILE, data)
+        fsync_dir(folder / EMBEDS_DIR)
+        fsync_dir(folder)
+        return files
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> ConceptSet:
@@ -234,7 +281,7 @@ class ConceptSet:
             raise ValueError(f"{directory} holds no saved concept set: {CONCEPTS_FILE} is missing "
                              "(the save was interrupted, or this is not a concept directory)")
         names, metaclass, embed_files, lora_file, digests, recipe = _read_manifest(manifest_path)
-        for name in embed_files + [lora_file]:
+        for name in embed_files + ([lora_file] if lora_file is not None else []):
             path = directory / name
             if not path.is_file():
                 raise ValueError(f"concept file {path} is missing")
@@ -249,18 +296,20 @@ class ConceptSet:
             vectors.append(tensors[class_token(i)].reshape(-1, tensors[class_token(i)].shape[-1]))
         if len({tuple(v.shape) for v in vectors}) != 1:
             raise ValueError(f"embedding files in {directory / EMBEDS_DIR} have different shapes")
-        lora = load_safetensors(directory / lora_file)
-        if not all(key.startswith("unet.") for key in lora):
-            raise ValueError(f"{directory / lora_file} must hold only UNet LoRA keys ('unet.' prefix)")
-        lora = convert_unet_state_dict_to_peft({key.removeprefix("unet."): value for key, value in lora.items()})
+        lora: dict[str, torch.Tensor] = {}
+        if lora_file is not None:
+            lora = load_safetensors(directory / lora_file)
+            if not lora or not all(key.startswith("unet.") for key in lora):
+                raise ValueError(f"{directory / lora_file} must hold UNet LoRA keys ('unet.' prefix) only")
+            lora = convert_unet_state_dict_to_peft({key.removeprefix("unet."): value for key, value in lora.items()})
         concepts = cls(names, metaclass, torch.stack(vectors), lora, recipe=recipe)
         _check_manifest_matches(manifest_path, concepts)
         return concepts
 
 
-def _read_manifest(path: Path) -> tuple[Any, Any, list[str], str, dict[str, str], dict[str, Any] | None]:
+def _read_manifest(path: Path) -> tuple[Any, Any, list[str], str | None, dict[str, str], dict[str, Any] | None]:
     """``(class names, metaclass, embedding files, LoRA file, SHA-256 by file, recipe)``; ``FileFormatError`` if
-    invalid. A manifest saved before recipes were recorded has none (``None``)."""
+    invalid. A manifest saved before recipes were recorded has none (``None``); a set without LoRA no LoRA file."""
     invalid = f"is not a valid {_FORMAT} v{_VERSION} manifest"
     try:
         manifest = read_json(path)
@@ -271,7 +320,8 @@ def _read_manifest(path: Path) -> tuple[Any, Any, list[str], str, dict[str, str]
             raise ValueError(f"format {manifest.get('format')!r} version {manifest.get('version')!r}")
         names, metaclass = manifest["class_names"], manifest["metaclass"]
         embed_files, lora_file, digests = manifest["embedding_files"], manifest["lora_file"], manifest["sha256"]
-        if not (isinstance(embed_files, list) and isinstance(lora_file, str) and isinstance(digests, dict)):
+        if not (isinstance(embed_files, list) and isinstance(lora_file, (str, type(None)))
+                and isinstance(digests, dict)):
             raise ValueError("embedding_files, lora_file or sha256 has the wrong type")
         if len(embed_files) != len(names):
             raise ValueError(f"{len(embed_files)} embedding files for {len(names)} classes")
@@ -301,11 +351,41 @@ def _check_manifest_matches(path: Path, concepts: ConceptSet) -> None:
         "lora_rank": concepts.lora_rank,
         "class_tokens": [class_token(i) for i in range(count)],
         "embedding_files": [f"{EMBEDS_DIR}/class_{i}.safetensors" for i in range(count)],
-        "lora_file": LORA_FILE,
+        "lora_file": LORA_FILE if concepts.lora_state_dict else None,
     }
     wrong = [key for key, value in expected.items() if manifest.get(key) != value]
-    if sorted(manifest["sha256"]) != sorted(expected["embedding_files"] + [LORA_FILE]):
+    files = expected["embedding_files"] + ([LORA_FILE] if concepts.lora_state_dict else [])
+    if sorted(manifest["sha256"]) != sorted(files):
         wrong.append("sha256")
     if wrong:
         raise FileFormatError(path, f"does not describe the concept set in its files (edited or damaged: "
                                     f"{', '.join(wrong)})")
+
+
+def _move_into_place(staging: Path, directory: Path, files: list[str]) -> None:
+    """Move a saved set from ``staging`` to ``directory``: one rename when it is new, else file by file."""
+    if not directory.exists():
+        os.rename(staging, directory)
+        fsync_dir(directory.parent)
+        return
+    (directory / CONCEPTS_FILE).unlink(missing_ok=True)  # an interrupted move must not look complete
+    fsync_dir(directory)
+    (directory / EMBEDS_DIR).mkdir(exist_ok=True)
+    for stale in (directory / EMBEDS_DIR).glob("*.safetensors"):  # a glob over the folder must see only this set
+        stale.unlink()
+    if LORA_FILE not in files:
+        (directory / LORA_FILE).unlink(missing_ok=True)
+    for name in files:
+        os.replace(staging / name, directory / name)
+    fsync_dir(directory / EMBEDS_DIR)
+    os.replace(staging / CONCEPTS_FILE, directory / CONCEPTS_FILE)
+    fsync_dir(directory)
+
+
+def _remove_dead_staging(directory: Path) -> None:
+    """Remove what saves into ``directory`` by processes that are gone left behind (``.<name>.tmp-<pid>``)."""
+    prefix = f".{directory.name}.tmp-"
+    for path in directory.parent.iterdir():
+        owner = temp_owner(path.name) if path.name.startswith(prefix) else None
+        if owner is not None and process_gone(owner) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)

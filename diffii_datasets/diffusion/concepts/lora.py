@@ -25,11 +25,12 @@ LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
 
 
 def check_lora_state_dict(state_dict: Any, name: str) -> dict[str, torch.Tensor]:
-    """PEFT-layout LoRA keys in A/B pairs with one rank; returned as fp32 CPU copies in key order."""
+    """PEFT-layout LoRA keys in A/B pairs with one rank; returned as fp32 CPU copies in key order.
+
+    An empty mapping is no LoRA (concepts learned with ``lora_rank=0``, tokens only).
+    """
     if not isinstance(state_dict, Mapping):
-        _checks.fail(TypeError, name, "a non-empty mapping of LoRA tensors", state_dict)
-    if not state_dict:
-        _checks.fail(ValueError, name, "a non-empty mapping of LoRA tensors", state_dict)
+        _checks.fail(TypeError, name, "a mapping of LoRA tensors (empty: no LoRA)", state_dict)
     bad = [k for k in state_dict if not isinstance(k, str) or not k.endswith(LORA_SUFFIXES)]
     if bad:
         raise ValueError(f"{name} has keys that are not PEFT LoRA weights ('<module>.lora_A.weight' / "
@@ -45,7 +46,7 @@ def check_lora_state_dict(state_dict: Any, name: str) -> dict[str, torch.Tensor]
             raise ValueError(f"{name}: {module} has lora_A {tuple(down.shape)} and lora_B {tuple(up.shape)}, "
                              "expected [rank, in] and [out, rank]")
         ranks.add(down.shape[0])
-    if len(ranks) != 1:
+    if len(ranks) > 1:
         raise ValueError(f"{name} mixes LoRA ranks {sorted(ranks)}")
     return {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in sorted(state_dict.items())}
 

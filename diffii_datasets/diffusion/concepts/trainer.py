@@ -1,4 +1,4 @@
-"""One concept-learning run's optimisation: placeholder rows plus a LoRA, AdamW, clipping, one private RNG stream.
+"""One concept-learning run's optimisation: placeholder rows plus a LoRA (or none), AdamW, clipping, one RNG stream.
 
 :func:`~diffii_datasets.diffusion.concepts.training.learn_concepts` builds a
 :class:`Trainer` on a borrowed pipeline and calls :meth:`Trainer.step`; what each
@@ -18,9 +18,14 @@ from torch import nn
 
 from diffii_datasets.diffusion.concepts.apply import preserved_rng
 from diffii_datasets.diffusion.concepts.checkpoint import Checkpoint
-from diffii_datasets.diffusion.concepts.config import PUBLISHED_INIT_TOKEN, PUBLISHED_INIT_TOKEN_ID, ConceptConfig
+from diffii_datasets.diffusion.concepts.config import (
+    PUBLISHED_INIT_TOKEN,
+    PUBLISHED_INIT_TOKEN_ID,
+    ConceptConfig,
+    init_word,
+)
 from diffii_datasets.diffusion.concepts.inputs import Draw, TrainingInputs
-from diffii_datasets.diffusion.prompts import build_prompt
+from diffii_datasets.diffusion.concepts.templates import training_prompts
 from diffii_datasets.distributed import World
 
 __all__ = ["NEUTRAL_INIT_WORD", "Trainer", "initial_token_ids"]
@@ -37,7 +42,8 @@ def initial_token_ids(tokenizer: Any, names: Sequence[str], count: int, token_in
     ``"published"``: the CLIP token ``ktn`` for every vector of every class (id 42170
     in SD-1.5's tokenizer); a tokenizer without it is an error naming it.
     ``"class_name"``: the class name's last words that the tokenizer knows as one
-    token, else :data:`NEUTRAL_INIT_WORD`.
+    token, else :data:`NEUTRAL_INIT_WORD`. ``"word:<word>"``: that word for every
+    vector of every class (DA-Fusion: ``the``); it must be one token of the tokenizer.
     """
     if token_init == "published":
         token_id = tokenizer.get_vocab().get(PUBLISHED_INIT_TOKEN)
@@ -46,6 +52,13 @@ def initial_token_ids(tokenizer: Any, names: Sequence[str], count: int, token_in
                              f"{PUBLISHED_INIT_TOKEN!r} (id {PUBLISHED_INIT_TOKEN_ID} in SD-1.5's tokenizer), which "
                              "this pipeline's tokenizer does not have; use token_init='class_name'")
         return [[token_id] * count for _ in names]
+    word = init_word(token_init)
+    if word is not None:
+        ids = tokenizer(word, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise ValueError(f"config.token_init={token_init!r}: the tokenizer splits {word!r} into {len(ids)} "
+                             "tokens; the initialiser must be a single token")
+        return [ids * count for _ in names]
     return [_class_name_ids(tokenizer, name, count) for name in names]
 
 
@@ -83,7 +96,8 @@ class PlaceholderEmbedding(nn.Module):
 
 
 class Trainer:
-    """Placeholder rows + LoRA on a borrowed pipeline, trained with AdamW from one CPU generator."""
+    """Placeholder rows (+ a LoRA unless ``lora_rank=0``) on a borrowed pipeline, trained with AdamW from one CPU
+    generator."""
 
     def __init__(self, pipe: Any, text_encoder: nn.Module, unet: nn.Module, names: list[str], metaclass: str,
                  token_lists: list[list[str]], init_ids: list[list[int]], config: ConceptConfig, seed: int,
@@ -110,31 +124,40 @@ class Trainer:
         init = base.weight.detach()[torch.tensor([i for row in init_ids for i in row], device=base.weight.device)]
         self.embedding = PlaceholderEmbedding(base, first_id, init.float().clone())
         text_encoder.set_input_embeddings(self.embedding)
-        prompts = [build_prompt(" ".join(tokens), metaclass) for tokens in token_lists]
-        self.prompt_ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                                    truncation=True, return_tensors="pt").input_ids
-        for c, row in enumerate(self.prompt_ids):
-            if not set(ids[c * len(token_lists[c]):(c + 1) * len(token_lists[c])]) <= set(row.tolist()):
-                raise ValueError(f"the prompt of class {names[c]!r} is longer than the tokenizer's "
-                                 f"{tokenizer.model_max_length} tokens: {prompts[c]!r}")
+        # [classes, prompts per class, length]: one prompt per class, or DA-Fusion's templates (drawn per row)
+        prompts = [training_prompts(" ".join(tokens), metaclass, config.prompts) for tokens in token_lists]
+        self.prompt_ids = torch.stack([
+            tokenizer(class_prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids for class_prompts in prompts])
+        start = 0
+        for c, tokens in enumerate(token_lists):
+            own = set(ids[start:start + len(tokens)])
+            start += len(tokens)
+            for p, row in enumerate(self.prompt_ids[c]):
+                if not own <= set(row.tolist()):
+                    raise ValueError(f"the prompt of class {names[c]!r} is longer than the tokenizer's "
+                                     f"{tokenizer.model_max_length} tokens: {prompts[c][p]!r}")
         self.prompt_ids = self.prompt_ids.to(self.device)
 
         # LoRA through peft; its initial weights come from the seed and leave the global RNG alone.
-        with preserved_rng(self.device):
-            torch.manual_seed(seed)
-            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian",
-                                        target_modules=list(config.lora_target_modules)), TRAIN_ADAPTER)
-        self.lora = {name.replace(f".{TRAIN_ADAPTER}.", "."): param
-                     for name, param in sorted(unet.named_parameters()) if param.requires_grad}
+        self.lora: dict[str, nn.Parameter] = {}
+        if config.lora_rank:
+            with preserved_rng(self.device):
+                torch.manual_seed(seed)
+                unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank,
+                                            init_lora_weights="gaussian",
+                                            target_modules=list(config.lora_target_modules)), TRAIN_ADAPTER)
+            self.lora = {name.replace(f".{TRAIN_ADAPTER}.", "."): param
+                         for name, param in sorted(unet.named_parameters()) if param.requires_grad}
         for param in self.lora.values():
             param.data = param.data.float()  # trainable weights in fp32 even in an fp16 pipeline
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self.params = [self.embedding.placeholders, *self.lora.values()]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": [self.embedding.placeholders], "name": "tokens"},
-             {"params": list(self.lora.values()), "name": "lora"}],
-            lr=config.learning_rate, weight_decay=config.weight_decay)
+        groups = [{"params": [self.embedding.placeholders], "name": "tokens"}]
+        if self.lora:
+            groups.append({"params": list(self.lora.values()), "name": "lora"})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
 
         self.amp_dtype = None
@@ -152,12 +175,16 @@ class Trainer:
         timesteps = torch.randint(0, self.num_timesteps, (batch,), generator=gen)
         noise = torch.randn((batch, *self.inputs.latent_shape), generator=gen)
         eps = self.inputs.posterior_noise(batch, gen)
+        prompts = self.prompt_ids.shape[1]
+        prompt = (torch.randint(prompts, (batch,), generator=gen) if prompts > 1
+                  else torch.zeros(batch, dtype=torch.long))
         if self.world.size > 1:
             rows = torch.arange(batch).tensor_split(self.world.size)[self.world.rank]  # this rank's contiguous share
-            draw, timesteps, noise = draw.rows(rows), timesteps[rows], noise[rows]
+            draw, timesteps, noise, prompt = draw.rows(rows), timesteps[rows], noise[rows], prompt[rows]
             eps = eps[rows] if eps is not None else None
         rows_here = len(draw.index)
-        loss = self._loss(draw, timesteps, noise, eps) if rows_here else torch.zeros((), device=self.device)
+        loss = (self._loss(draw, timesteps, noise, eps, prompt) if rows_here
+                else torch.zeros((), device=self.device))
         if self.world.size > 1:
             loss = loss * (rows_here / batch)  # the ranks' shares sum to the batch mean
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
@@ -165,7 +192,7 @@ class Trainer:
             scaled.backward()
         if self.world.size > 1:
             loss = self._sum_over_ranks(loss)
-        if config.lora_grad_clip_norm > 0:
+        if config.lora_grad_clip_norm > 0 and self.lora:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(list(self.lora.values()), config.lora_grad_clip_norm)
@@ -177,8 +204,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
 
-    def _loss(self, draw: Draw, timesteps: torch.Tensor, noise: torch.Tensor,
-              eps: torch.Tensor | None) -> torch.Tensor:
+    def _loss(self, draw: Draw, timesteps: torch.Tensor, noise: torch.Tensor, eps: torch.Tensor | None,
+              prompt: torch.Tensor) -> torch.Tensor:
         """Noise-prediction MSE of the drawn rows at ``timesteps``."""
         latents = self.inputs.latents(draw, eps)
         latents, noise, timesteps = latents.to(self.device), noise.to(self.device), timesteps.to(self.device)
@@ -186,7 +213,8 @@ class Trainer:
         target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
             self.noise_scheduler.get_velocity(latents, noise, timesteps)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            hidden = self.text_encoder(self.prompt_ids[self.inputs.labels[draw.index].to(self.device)])[0]
+            labels = self.inputs.labels[draw.index]
+            hidden = self.text_encoder(self.prompt_ids[labels.to(self.device), prompt.to(self.device)])[0]
             prediction = self.unet(noisy.to(self.unet.dtype), timesteps, encoder_hidden_states=hidden).sample
         return F.mse_loss(prediction.float(), target.float())
 
@@ -212,6 +240,7 @@ class Trainer:
             for key, value in state.items():
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
         tensors["rng"] = self.generator.get_state().clone()
+        tensors.update(self.inputs.order_state())
         return tensors
 
     def scaler_state(self) -> dict[str, Any] | None:
@@ -219,7 +248,7 @@ class Trainer:
 
     def load_state(self, checkpoint: Checkpoint) -> None:
         tensors = checkpoint.tensors
-        expected = {"placeholders", "rng", *(f"lora.{key}" for key in self.lora)}
+        expected = {"placeholders", "rng", *(f"lora.{key}" for key in self.lora), *self.inputs.order_state()}
         if not expected <= set(tensors) or tensors["placeholders"].shape != self.embedding.placeholders.shape:
             raise ValueError(f"checkpoint {checkpoint.path} does not match this run's tokens or LoRA layout")
         with torch.no_grad():
@@ -236,5 +265,6 @@ class Trainer:
                 state.setdefault(int(index), {})[key] = value
         self.optimizer.load_state_dict({"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]})
         self.generator.set_state(tensors["rng"])
+        self.inputs.load_order_state(tensors)
         if self.scaler is not None and checkpoint.scaler is not None:
             self.scaler.load_state_dict(checkpoint.scaler)

@@ -2,7 +2,8 @@
 
 :func:`learn_concepts` trains them on a pipeline with noise-prediction MSE on
 ``"a photo of a <tokens> <metaclass>"`` with the published recipe
-(:class:`~diffii_datasets.diffusion.concepts.config.ConceptConfig`), resumably and
+(:class:`~diffii_datasets.diffusion.concepts.config.ConceptConfig`; its knobs also
+run DA-Fusion's textual inversion: tokens alone, one class at a time), resumably and
 optionally data-parallel over the ranks of a
 :class:`~diffii_datasets.distributed.World`, and leaves the pipeline as it was.
 The optimisation is :mod:`~diffii_datasets.diffusion.concepts.trainer`, the
@@ -11,6 +12,7 @@ per-step inputs :mod:`~diffii_datasets.diffusion.concepts.inputs`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,8 +27,15 @@ from tqdm.auto import tqdm
 
 from diffii_datasets import _checks
 from diffii_datasets._io import fingerprint
+from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.diffusion.concepts.apply import check_pipeline, check_tokens_free
-from diffii_datasets.diffusion.concepts.checkpoint import read_checkpoint, write_checkpoint
+from diffii_datasets.diffusion.concepts.checkpoint import (
+    CLASS_RUN_DIR,
+    Checkpoint,
+    read_checkpoint,
+    tidy_checkpoints,
+    write_checkpoint,
+)
 from diffii_datasets.diffusion.concepts.concept_set import (
     ConceptSet,
     check_class_names,
@@ -34,7 +43,7 @@ from diffii_datasets.diffusion.concepts.concept_set import (
     class_token_list,
 )
 from diffii_datasets.diffusion.concepts.config import TRAJECTORY_FREE_KNOBS, ConceptConfig, concept_recipe
-from diffii_datasets.diffusion.concepts.inputs import TrainingInputs
+from diffii_datasets.diffusion.concepts.inputs import TrainingInputs, check_image_sizes
 from diffii_datasets.diffusion.concepts.lora import check_lora_targets
 from diffii_datasets.diffusion.concepts.trainer import Trainer, initial_token_ids
 from diffii_datasets.distributed import World
@@ -55,7 +64,7 @@ def learn_concepts(
     metaclass: str,
     config: ConceptConfig = ConceptConfig(),
     *,
-    seed: int = 0,
+    seed: int | None = None,
     work_dir: str | os.PathLike | None = None,
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
@@ -64,17 +73,30 @@ def learn_concepts(
     """Learn ``config.tokens_per_class`` tokens per class and a shared UNet LoRA; ``pipe`` is left as it was.
 
     Images are anything :func:`diffii_datasets.images.to_rgb_tensor` accepts, of any
-    size; ``config`` says how each becomes a training input (the published recipe by
-    default: short side resized to 224, a fresh random crop, flip and VAE posterior
-    sample every step). Every crop that may be drawn, and its mirror image, is
+    size up to ``config.max_aspect_ratio`` to one; ``config`` says how each becomes a
+    training input (the published recipe by default: short side resized to 224, a
+    fresh random crop, flip and VAE posterior sample every step, the images drawn in
+    shuffled epochs, seed 42). Every crop that may be drawn, and its mirror image, is
     VAE-encoded once; a step draws among them and samples the cached posterior (see
     :mod:`~diffii_datasets.diffusion.concepts.inputs`).
     Only the new token vectors and the LoRA are trained; no other row of the
-    embedding matrix exists in the optimizer. The returned set records the recipe
-    (:attr:`ConceptSet.recipe`). With ``work_dir``, a checkpoint is written every
-    ``config.checkpoint_steps`` steps and at the end, and a later call with the same
-    inputs resumes from it and reaches bit for bit the weights of an uninterrupted run
-    (on CPU). ``callback(step, loss)`` runs after every step (and after that step's checkpoint).
+    embedding matrix exists in the optimizer. With ``config.lora_rank=0`` there is no
+    LoRA (textual inversion), and with ``config.separate_classes`` each class's tokens
+    are learned in a run of their own, one after the other
+    (:data:`~diffii_datasets.diffusion.concepts.config.RECIPE_DA_FUSION`). The
+    returned set records the recipe (:attr:`ConceptSet.recipe`).
+
+    With ``work_dir``, a checkpoint is written every ``config.checkpoint_steps`` steps
+    and at the end, and a later call with the same inputs resumes from it and reaches
+    bit for bit the weights of an uninterrupted run (on CPU). A damaged newest
+    checkpoint is discarded, with a warning, and learning resumes from the one before
+    (or from the start); see :mod:`~diffii_datasets.diffusion.concepts.checkpoint`.
+    ``callback(step, loss)`` runs after every step (and after that step's checkpoint);
+    with ``separate_classes`` the steps count on over the classes, up to
+    ``config.total_steps(len(class_names))``.
+
+    ``seed`` is deprecated (it overrides ``config.seed`` for this call, and says so once
+    per process); set ``ConceptConfig.seed`` instead.
 
     ``world`` (``None``, or a one-process :class:`~diffii_datasets.distributed.World`:
     this process alone) with several ranks trains data-parallel over the initialised
@@ -84,13 +106,16 @@ def learn_concepts(
     ``config.batch_size`` from the shared seed, each computes the loss of its
     contiguous share of it, and the gradients of the trainable weights are summed
     across ranks before every optimizer step. Every rank ends with the same weights,
-    equal to a single-process run's up to floating-point summation order. Only rank 0
-    shows progress and writes checkpoints; ``work_dir`` must be one directory that
-    every rank sees.
+    equal to a single-process run's up to floating-point summation order (the
+    published multi-GPU run differs here: see ``ConceptConfig``). Only rank 0 shows
+    progress and writes checkpoints; ``work_dir`` must be one directory that every
+    rank sees.
     """
     if not isinstance(config, ConceptConfig):
         _checks.fail(TypeError, "config", "a ConceptConfig", config)
-    seed = _checks.check_seed(seed)
+    if seed is not None:
+        config = dataclasses.replace(config, seed=_checks.check_seed(seed))
+        _warn_seed_keyword(seed)
     check_pipeline(pipe, "pipe", loaders=False)
     world = _check_world(world)
     names = check_class_names(class_names)
@@ -102,7 +127,8 @@ def learn_concepts(
     if getattr(pipe.unet, "peft_config", None):
         raise ValueError(f"pipe.unet already has LoRA adapters {list(pipe.unet.peft_config)}; "
                          "remove them (ConceptSet.remove / pipe.unload_lora_weights) before learning concepts")
-    check_lora_targets(pipe.unet, config.lora_target_modules)
+    if config.lora_rank:
+        check_lora_targets(pipe.unet, config.lora_target_modules)
     prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
     if prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"pipe.scheduler predicts {prediction_type!r}; concept learning supports "
@@ -110,55 +136,128 @@ def learn_concepts(
     init_ids = initial_token_ids(pipe.tokenizer, names, n_vectors, config.token_init)
     factor = int(getattr(pipe, "vae_scale_factor", 2 ** (len(pipe.vae.config.block_out_channels) - 1)))
     resolution = config.resolution or pipe.unet.config.sample_size * factor
-    recipe = concept_recipe(config, seed)
+    recipe = concept_recipe(config)
 
-    run_id = fingerprint({
-        "config": {k: v for k, v in config.to_dict().items() if k not in TRAJECTORY_FREE_KNOBS},
-        "resolution": resolution,
-        "class_names": names,
-        "metaclass": metaclass,
-        "seed": seed,
-        "images": [[image_digest(to_pil_rgb(image, name=f"images_by_class[{c}][{j}]"))
-                    for j, image in enumerate(class_images)] for c, class_images in enumerate(images)],
-        "pipeline": _pipeline_probe(pipe),
-    })
-    checkpoint = read_checkpoint(Path(work_dir), run_id, recipe) if work_dir is not None else None
-    if world.size > 1:
-        # Every rank read the checkpoint before any rank trains (and so writes a newer one).
-        _check_same_start(world, checkpoint.step if checkpoint is not None else 0, work_dir)
-    if checkpoint is not None and checkpoint.step > config.train_steps:
-        raise ValueError(f"the checkpoint in {work_dir} is at step {checkpoint.step}, past "
-                         f"config.train_steps={config.train_steps}; use a fresh work_dir")
-    if checkpoint is not None and checkpoint.step == config.train_steps:
-        logger.info("concept learning already finished in %s; returning the final checkpoint", work_dir)
-        return _concept_set_from_tensors(checkpoint.tensors, names, metaclass, n_vectors, recipe)
+    digests, sizes = _read_images(images)
+    image_names = [[f"images_by_class[{c}][{j}]" for j in range(len(class_images))]
+                   for c, class_images in enumerate(images)]
+    check_image_sizes([size for class_sizes in sizes for size in class_sizes],
+                      [name for class_names_ in image_names for name in class_names_], config, resolution, factor,
+                      pipe.vae.config.latent_channels, pipe.vae.dtype.itemsize)
+    run = _Run(pipe, metaclass, config, recipe, resolution, factor, _pipeline_probe(pipe), progress and world.is_main,
+               callback, world)
+    if not config.separate_classes:
+        work = Path(work_dir) if work_dir is not None else None
+        tensors = run.learn(list(range(len(names))), names, images, image_names, digests, token_lists, init_ids,
+                            work, "Learning concepts", 0)
+        return _concept_set_from_tensors(tensors, names, metaclass, n_vectors, recipe)
+    placeholders = []
+    for c, name in enumerate(names):
+        work = Path(work_dir) / CLASS_RUN_DIR.format(c) if work_dir is not None else None
+        tensors = run.learn([c], [name], [images[c]], [image_names[c]], [digests[c]], [token_lists[c]], [init_ids[c]],
+                            work, f"Learning concepts ({c + 1}/{len(names)})", c * config.train_steps)
+        placeholders.append(tensors["placeholders"].float())
+    return _concept_set_from_tensors({"placeholders": torch.cat(placeholders)}, names, metaclass, n_vectors, recipe)
 
-    progress = progress and world.is_main
-    where = [(c, j) for c, class_images in enumerate(images) for j in range(len(class_images))]
-    inputs = TrainingInputs([c for c, _ in where], config, resolution)
-    with _borrowed_pipeline(pipe) as (text_encoder, unet):
-        trainer = Trainer(pipe, text_encoder, unet, names, metaclass, token_lists, init_ids, config, seed, inputs,
-                          world)
-        start = 0
-        if checkpoint is not None:
-            trainer.load_state(checkpoint)
-            start = checkpoint.step
-            logger.info("resuming concept learning from step %d (%s)", start, work_dir)
-        inputs.encode(_ImagesInOrder(images, where), [f"images_by_class[{c}][{j}]" for c, j in where],
-                      pipe.vae, trainer.device, factor, progress)
-        bar = tqdm(range(start + 1, config.train_steps + 1), initial=start, total=config.train_steps,
-                   desc="Learning concepts", disable=not progress)
-        for step in bar:
-            loss = trainer.step()
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if (work_dir is not None and world.is_main
-                    and (step % config.checkpoint_steps == 0 or step == config.train_steps)):
-                write_checkpoint(Path(work_dir), run_id, recipe, step, trainer.state_tensors(),
-                                 trainer.scaler_state())
-            if callback is not None:
-                callback(step, loss)
-        world.barrier()  # rank 0's last checkpoint is written before any rank returns
-        return _concept_set_from_tensors(trainer.state_tensors(), names, metaclass, n_vectors, recipe)
+
+class _Run:
+    """What every learning run of one :func:`learn_concepts` call shares; :meth:`learn` is one run."""
+
+    def __init__(self, pipe: Any, metaclass: str, config: ConceptConfig, recipe: dict[str, Any], resolution: int,
+                 factor: int, probe: dict[str, Any], progress: bool,
+                 callback: Callable[[int, float], None] | None, world: World) -> None:
+        self.pipe, self.metaclass, self.config, self.recipe = pipe, metaclass, config, recipe
+        self.resolution, self.factor, self.probe = resolution, factor, probe
+        self.progress, self.callback, self.world = progress, callback, world
+
+    def learn(self, classes: list[int], names: list[str], images: list[Sequence[Any]], image_names: list[list[str]],
+              digests: list[list[str]], token_lists: list[list[str]], init_ids: list[list[int]],
+              work_dir: Path | None, desc: str, step_offset: int) -> Mapping[str, torch.Tensor]:
+        """Train the tokens of ``classes`` (and the LoRA) for ``config.train_steps`` steps; the final tensors."""
+        config, world = self.config, self.world
+        run_id = fingerprint({
+            "config": {k: v for k, v in config.to_dict().items() if k not in TRAJECTORY_FREE_KNOBS},
+            "resolution": self.resolution,
+            "classes": classes,
+            "class_names": names,
+            "metaclass": self.metaclass,
+            "images": digests,
+            "pipeline": self.probe,
+        })
+        checkpoint = self._resume(work_dir, run_id)
+        if checkpoint is not None and checkpoint.step == config.train_steps:
+            logger.info("concept learning already finished in %s; returning the final checkpoint", work_dir)
+            return checkpoint.tensors
+
+        where = [(c, j) for c, class_images in enumerate(images) for j in range(len(class_images))]
+        inputs = TrainingInputs([c for c, _ in where], config, self.resolution)
+        with _borrowed_pipeline(self.pipe) as (text_encoder, unet):
+            trainer = Trainer(self.pipe, text_encoder, unet, names, self.metaclass, token_lists, init_ids, config,
+                              config.seed, inputs, world)
+            start, last = 0, None
+            if checkpoint is not None:
+                trainer.load_state(checkpoint)
+                start, last = checkpoint.step, checkpoint.state
+                logger.info("resuming concept learning from step %d (%s)", start, work_dir)
+            inputs.encode(_ImagesInOrder(images, where), [image_names[c][j] for c, j in where],
+                          self.pipe.vae, trainer.device, self.factor, self.progress)
+            bar = tqdm(range(start + 1, config.train_steps + 1), initial=start, total=config.train_steps,
+                       desc=desc, disable=not self.progress)
+            for step in bar:
+                loss = trainer.step()
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if (work_dir is not None and world.is_main
+                        and (step % config.checkpoint_steps == 0 or step == config.train_steps)):
+                    last = write_checkpoint(work_dir, run_id, self.recipe, step, trainer.state_tensors(),
+                                            trainer.scaler_state(), last)
+                if self.callback is not None:
+                    self.callback(step_offset + step, loss)
+            world.barrier()  # rank 0's last checkpoint is written before any rank returns
+            return trainer.state_tensors()
+
+    def _resume(self, work_dir: Path | None, run_id: str) -> Checkpoint | None:
+        """The checkpoint to resume from (every rank reads it), after rank 0 discarded damaged ones and leftovers."""
+        if work_dir is None:
+            return None
+        checkpoint, passed_over = read_checkpoint(work_dir, run_id, self.recipe)
+        if self.world.size > 1:
+            # Every rank read the checkpoint before any rank trains (and so writes a newer one) or tidies.
+            _check_same_start(self.world, checkpoint.step if checkpoint is not None else 0, work_dir)
+        if self.world.is_main:
+            resumed = f"step {checkpoint.step}" if checkpoint is not None else "the start"
+            for line in passed_over:
+                logger.warning("discarding a damaged concept-learning checkpoint, %s; learning resumes from %s",
+                               line, resumed)
+            for line in tidy_checkpoints(work_dir, checkpoint):
+                logger.info("concept-learning checkpoints: %s", line)
+        if checkpoint is not None and checkpoint.step > self.config.train_steps:
+            raise ValueError(f"the checkpoint in {work_dir} is at step {checkpoint.step}, past "
+                             f"config.train_steps={self.config.train_steps}; use a fresh work_dir")
+        return checkpoint
+
+
+def _warn_seed_keyword(seed: int) -> None:
+    """``learn_concepts(seed=...)``: say once per process that it is deprecated."""
+    global _seed_keyword_warned
+    if not _seed_keyword_warned:
+        _seed_keyword_warned = True
+        warn_at_caller(f"learn_concepts(seed={seed}) is deprecated and goes in the next release: set "
+                       "ConceptConfig.seed (the knob concept_seed, published: 42) instead; this call learns with "
+                       f"seed {seed}", FutureWarning)
+
+
+_seed_keyword_warned = False
+
+
+def _read_images(images: list[Sequence[Any]]) -> tuple[list[list[str]], list[list[tuple[int, int]]]]:
+    """Every image's digest and ``(width, height)``, class by class, reading each image once."""
+    digests, sizes = [], []
+    for c, class_images in enumerate(images):
+        pils = (to_pil_rgb(image, name=f"images_by_class[{c}][{j}]") for j, image in enumerate(class_images))
+        pairs = [(image_digest(pil), pil.size) for pil in pils]
+        digests.append([digest for digest, _ in pairs])
+        sizes.append([size for _, size in pairs])
+    return digests, sizes
 
 
 def _check_world(world: World | None) -> World:
