@@ -19,8 +19,16 @@ if TYPE_CHECKING:
 
 METHOD_MODULES = {
     "diff-ii": "diffii_datasets.methods.diff_ii:DiffII",
+    "real-filter": "diffii_datasets.methods.real_filter:RealFilter",
+    "real-guidance": "diffii_datasets.methods.edit_methods:RealGuidance",
+    "real-mix": "diffii_datasets.methods.edit_methods:RealMix",
+    "da-fusion": "diffii_datasets.methods.edit_methods:DAFusion",
+    "diff-aug": "diffii_datasets.methods.edit_methods:DiffAug",
+    "diff-mix": "diffii_datasets.methods.edit_methods:DiffMix",
+    "real-gen": "diffii_datasets.methods.real_gen:RealGen",
 }
-"""Every registered method: its name and where its class is (``module:class``), one line each."""
+"""Every registered method: its name and where its class is (``module:class``), one line each; the baselines in
+the order of the paper's tables (Table 1's rows, then Table 2's Real-Gen)."""
 
 _EXPORTS = {
     "diffii_datasets.methods.base": ("ClassJob", "ImageStage", "Method"),

@@ -9,10 +9,11 @@ makes one class's images and writes them through the store's writer. Everything
 else (the store and its key, resuming, locks, repair, sharding over ranks, bars,
 concept learning and caching, the wrapper, the Hub, the report) is shared.
 
-Two kinds of methods to come are designed for: image-to-image methods that need
-concepts but no inversion pool (``inversion = False``), and methods that mix two
-classes (``soft_labels = True``: their records carry a ``target`` and a ``strength``,
-and :meth:`Method.soft_label` weighs the two classes).
+Besides Diff-II, the seam carries image-to-image methods that need concepts but no
+inversion pool (DA-Fusion, Diff-Aug: ``inversion = False``), methods that mix two
+classes (Real-Mix, Diff-Mix: ``soft_labels = True``, their records carry a ``target``
+and a ``strength``, and :meth:`Method.soft_label` weighs the two classes), and filters
+of another method's store (Real-Filter: :meth:`Method.source_config`, ``diffusion = False``).
 Pure Python: importing this module loads no torch.
 """
 
@@ -125,8 +126,13 @@ class Method:
         order (the caller commits)."""
         raise NotImplementedError
 
-    def soft_label(self, record: SyntheticRecord, num_classes: int) -> list[float]:
-        """The probability vector a classifier trains on for ``record`` (one-hot on its label by default)."""
+    def soft_label(self, record: SyntheticRecord, num_classes: int, gamma: float | None = None) -> list[float]:
+        """The probability vector a classifier trains on for ``record`` (one-hot on its label by default).
+
+        ``gamma``: the exponent of Diff-Mix's rule for a method that mixes two classes, an option of the
+        training that serves the images, not of the images (``None``: the method's default); a method that
+        does not mix ignores it.
+        """
         vector = [0.0] * num_classes
         vector[record.label] = 1.0
         return vector

@@ -17,6 +17,7 @@ import difflib
 import inspect
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -52,6 +53,9 @@ class MethodConfig:
     PARTS: ClassVar[tuple[Part, ...]] = ()
     LEGACY_NAMES: ClassVar[dict[str, str]] = {}
     """Knob names of earlier versions and their names now; :meth:`from_dict` reads both."""
+    DEFAULTS: ClassVar[Mapping[str, Any]] = {}
+    """Defaults of this config's own knobs that differ from their declarations (merged along the class's
+    bases): a method reuses another's config class with its own published values."""
 
     def __init__(self, **knobs: Any) -> None:
         parts = {part.attribute: knobs.pop(part.attribute, None) for part in self.PARTS}
@@ -70,7 +74,7 @@ class MethodConfig:
         for part in self.PARTS:
             start = parts[part.attribute] or self._default_part(part)
             object.__setattr__(self, part.attribute, dataclasses.replace(start, **values[part.attribute]))
-        for item in knobs_of(type(self)):
+        for item in (item for item in table.values() if item.owner is type(self)):  # its own knobs
             object.__setattr__(self, item.field, values[""].get(item.field, item.check(item.default, item.name)))
 
     @classmethod
@@ -95,11 +99,28 @@ class MethodConfig:
         """Flat name to knob, in the order the command line lists them: the first own knob, the parts, the rest."""
         cached = cls.__dict__.get("_table")
         if cached is None:
-            own = knobs_of(cls)
-            parts = [item for part in cls.PARTS for item in knobs_of(part.cls, part.prefix)]
+            own = cls._own_knobs()
+            parts = []
+            for part in cls.PARTS:  # a part's knobs default to this config's default part, not its class's
+                start = cls._default_part(part)
+                parts += [dataclasses.replace(item, default=getattr(start, item.field))
+                          for item in knobs_of(part.cls, part.prefix)]
             cached = {item.name: item for item in own[:1] + parts + own[1:]}
             cls._table = cached  # type: ignore[attr-defined]
         return cached
+
+    @classmethod
+    def _own_knobs(cls) -> list[Knob]:
+        """The config's own knobs (its parts' aside), with the defaults :attr:`DEFAULTS` gives them."""
+        defaults: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            defaults.update(vars(klass).get("DEFAULTS", {}))
+        own = knobs_of(cls)
+        unknown = sorted(set(defaults) - {item.name for item in own})
+        if unknown:
+            raise TypeError(f"{cls.__name__}.DEFAULTS names {unknown}, which are not knobs of its own")
+        return [dataclasses.replace(item, default=defaults[item.name]) if item.name in defaults else item
+                for item in own]
 
     @classmethod
     def knobs(cls) -> list[Knob]:
