@@ -42,9 +42,11 @@ def joint_training_set(store: SyntheticStore, recipe: Recipe) -> DiffIIAugmented
     Replacement by a synthetic image of the item's own class, or (``recipe.class_balanced``)
     of a class drawn with probability proportional to ``1 / (n_c + 1)``; the draws are
     seeded with ``recipe.seed``. ``synthetic_probability=0`` serves the real images only.
+    A store of a method that mixes two classes serves soft labels (``recipe.soft_label_gamma``).
     """
     return DiffIIAugmented.from_store(store, synthetic_probability=recipe.synthetic_probability,
-                                      class_balanced=recipe.class_balanced, sampling_seed=recipe.seed)
+                                      class_balanced=recipe.class_balanced, sampling_seed=recipe.seed,
+                                      soft_label_gamma=recipe.soft_label_gamma)
 
 
 def training_target(value: Any, name: str) -> int | torch.Tensor:

@@ -24,7 +24,8 @@ from diffii_datasets.classify.results import EpochRecord, TrainResult
 from diffii_datasets.distributed import World
 from diffii_datasets.store import SyntheticStore
 
-__all__ = ["REPORT_FILE", "describe_test_split", "evaluate_setting", "load_test_split", "train_setting"]
+__all__ = ["REPORT_FILE", "describe_test_split", "evaluate_setting", "load_test_split", "train_runs",
+           "train_setting"]
 
 REPORT_FILE = "report.json"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -174,8 +175,6 @@ def train_setting(
     their released training subset (:func:`~diffii_datasets.settings.load_setting`), from the Hub or,
     with ``released_from``, a local copy of their archives.
     """
-    from diffii_datasets.classify.data import joint_training_set
-    from diffii_datasets.classify.trainer import train
     from diffii_datasets.settings.loading import SUBSETS
 
     world = world or World()
@@ -197,16 +196,35 @@ def train_setting(
         raise ValueError(f"the store at {store.path} was made for {store.header.num_classes} classes "
                          f"({', '.join(store.header.classes[:3])}, ...), not {setting}'s test classes "
                          f"({', '.join(test.classes[:3])}, ...)")
+    return train_runs(real, test, recipe, output_dir=output_dir, seeds=seeds, store=store, setting=setting,
+                      backbone=backbone, validation=validation, world=world, workers=workers, progress=progress)
+
+
+def train_runs(train_set: Any, test: Any, recipe: Recipe, *, output_dir: str | Path, seeds: Sequence[int],
+               store: SyntheticStore | None = None, setting: str | None = None, backbone: str | None = None,
+               method: str | None = None, validation: Any = None, world: World | None = None, workers: int = 4,
+               progress: bool = True) -> dict[str, Any]:
+    """One run per seed, scored on ``test``; the report over them (written on rank 0 as ``report.json``).
+
+    The runs train on ``train_set``, or with a ``store`` on its joint-training set (the store's real
+    images, replaced by its synthetic ones with the recipe's probability). ``setting`` and
+    ``backbone`` name the paper's cell the report compares with, ``method`` its row (default: the
+    store's method). What :func:`train_setting` and a comparison on one's own data both run.
+    """
+    from diffii_datasets.classify.data import joint_training_set
+    from diffii_datasets.classify.trainer import train
+
+    world = world or World()
     output_dir = Path(output_dir)
     results = []
     for seed in seeds:
         seeded = recipe.replace(seed=seed)
-        train_set = real if store is None else joint_training_set(store, seeded)
-        results.append(train(train_set, test, seeded, validation_set=validation, output_dir=output_dir / f"seed-{seed}",
+        runs_on = train_set if store is None else joint_training_set(store, seeded)
+        results.append(train(runs_on, test, seeded, validation_set=validation, output_dir=output_dir / f"seed-{seed}",
                              world=world, workers=workers, progress=progress))
     report = build_report(results, setting=setting, backbone=backbone,
                           store=None if store is None else str(store.path),
-                          method=None if store is None else store.header.method)
+                          method=method if method is not None or store is None else store.header.method)
     if world.is_main:
         write_json(output_dir / REPORT_FILE, report)
     return report

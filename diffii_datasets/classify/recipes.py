@@ -98,6 +98,10 @@ class Recipe:
                                            "per-GPU batch gives them (the authors' 8 GPUs: 32 few-shot, 16 long "
                                            "tail); default: the whole batch of each process",
                                      optional(positive_int), parse=int)
+    soft_label_gamma: float | None = knob(None, "exponent of Diff-Mix's soft label for the images of a method that "
+                                                "mixes two classes (default: 0.8, Diff-Mix's published runs; its "
+                                                "train_hub.py default is 1.0)",
+                                          optional(number(minimum=0)), parse=float)
     amp: bool = knob(False, "mixed precision on CUDA (bfloat16 autocast, float16 with loss scaling where bfloat16 "
                             "is missing): faster, not the published float32; no effect on the CPU", _bool)
     seed: int = knob(2020, "seed of initialisation, shuffling, augmentation and replacement draws "

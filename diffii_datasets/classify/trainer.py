@@ -60,7 +60,8 @@ RESULT_FILE = "result.json"
 WEIGHTS_FILE = "model.safetensors"
 """The final weights (after the last epoch)."""
 
-_LATER_KNOBS = {"mixup": False, "cutmix": False, "mixup_probability": 0.3, "bn_group_size": None}
+_LATER_KNOBS = {"mixup": False, "cutmix": False, "mixup_probability": 0.3, "bn_group_size": None,
+                "soft_label_gamma": None}
 """Knobs added after runs were written, left out of a run's identity at these values (where they change nothing),
 so that those runs are still read back and resumed."""
 

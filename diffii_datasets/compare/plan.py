@@ -1,30 +1,7 @@
-"""``compare``: augmentation methods side by side on the same data, each trained the same way, beside the paper.
+"""Planning a comparison: the data, the methods, the stores to make and the classifier runs, with their cost.
 
-:func:`compare` runs a comparison end to end (``diffii-datasets compare`` is this function):
-
-1. each method's synthetic set, through :func:`~diffii_datasets.prepare.prepare`: a store already in the
-   cache is reused, an interrupted one completed, and a store that several settings or backbones read (the
-   Waterbirds runs read ``cub-5shot``'s) is made once;
-2. one classifier run per setting, backbone, method and seed, through
-   :func:`~diffii_datasets.classify.protocol.train_setting`: a finished run is read back, a killed one resumed;
-3. the table, :func:`~diffii_datasets.classify.comparison.build_comparison` of every finished group of runs,
-   written as ``comparison.json``, ``comparison.md`` and ``comparison.html`` after each group, so the table
-   fills in as the runs finish. Running the same call again skips what is done.
-
-Every run of a setting and backbone has the same recipe (the published one, with the caller's
-``recipe_knobs``) but for what its method changes: ``original``, ``mixup`` and ``cutmix`` make no
-images and train on the real images alone (replacement probability 0; Mixup or CutMix on); every
-method that makes images trains with the same replacement probability (0.5, the paper's text, §4.1:
-"for all methods") on its own store of the same real images. Each method's config is its defaults
-with the setting's own knobs where it declares them (Diff-II's split ratio and suffix list,
-:meth:`~diffii_datasets.settings.Setting.default_knobs`), then the caller's ``method_knobs``; the
-seeds are the classifier's (each method makes one synthetic set per setting, with its config's seed).
-:func:`plan_comparison` lists the stores and runs with what they still cost, running nothing. Layout::
-
-    <output_dir>/comparison.json, comparison.md, comparison.html
-    <output_dir>/runs/<setting>/<backbone>/<method>/   report.json, seed-<s>/ (one run each)
-
-Importing this module loads no torch.
+:func:`plan_comparison` runs nothing: it lists each store with the UNet evaluations it still needs and each group
+of runs with the classifier epochs it still needs (``compare --dry-run``). Importing this module loads no torch.
 """
 
 from __future__ import annotations
@@ -32,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +22,12 @@ from diffii_datasets.methods import get_method, list_methods
 from diffii_datasets.methods.config import MethodConfig
 
 if TYPE_CHECKING:
-    from diffii_datasets.distributed import World
     from diffii_datasets.job import PreparationJob
     from diffii_datasets.plan import Plan
 
 __all__ = ["CLASSIFIER_METHODS", "COMPARISON_FILES", "OWN_DATA_RECIPE", "RUNS_DIR", "TABLES", "ComparisonPlan",
-           "OwnData", "PlannedRun", "PlannedStore", "compare", "known_methods", "method_config", "plan_comparison",
-           "run_comparison", "table_settings"]
+           "OwnData", "PlannedRun", "PlannedStore", "known_methods", "method_config", "plan_comparison",
+           "table_settings"]
 
 CLASSIFIER_METHODS: Mapping[str, Mapping[str, bool]] = {"original": {}, "mixup": {"mixup": True},
                                                         "cutmix": {"cutmix": True}}
@@ -446,167 +421,3 @@ def _check_distinct(runs: list[PlannedRun]) -> None:
             raise ValueError(f"backbones: two of them train the same classifier ({run.recipe.model}) on {run.setting} "
                              "(recipe_knobs sets the model, or the setting has one recipe for all); pass one backbone")
         seen.add(key)
-
-
-def compare(
-    data: str | OwnData | Sequence[str | OwnData],
-    methods: Sequence[str],
-    seeds: Sequence[int],
-    *,
-    output_dir: str | os.PathLike,
-    backbones: Sequence[str] = ("resnet50",),
-    root: str | os.PathLike | None = None,
-    recipe_knobs: Mapping[str, Any] | None = None,
-    method_knobs: Mapping[str, Any] | None = None,
-    configs: Mapping[str, MethodConfig] | None = None,
-    figure: str = "best_test",
-    validation_fraction: float = 0.0,
-    cache_dir: str | os.PathLike | None = None,
-    subset_seed: int = 0,
-    profile: str = "exponential",
-    download: bool = False,
-    device: str | None = None,
-    world: World | None = None,
-    workers: int = 4,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Make each method's synthetic set, train each method under the same recipe, write the table; the table.
-
-    ``data``: a setting of the classifier protocol (``"cub-5shot"``, ``"waterbirds"``, ``"sample"``), a paper
-    table (``"table1"``: its 8 settings), an :class:`OwnData`, or a list of those; ``methods``: names of
-    :func:`known_methods`; ``seeds``: the classifier seeds, one run each. ``backbones``: the published recipes
-    to train (``("resnet50", "vit_b_16")`` for Table 1's two blocks; a pair the paper does not train, such as a
-    long-tail setting with ViT-B/16, is left out and listed in ``skipped``); ``root``: the datasets' folder;
-    ``recipe_knobs``: knobs changed in every run's recipe (``{"epochs": 10}``); ``method_knobs``: knobs of the
-    methods' configs, each applied to the methods that declare it (``{"model": "tiny"}``); ``configs``: a
-    method's whole config (the start, before ``method_knobs``); ``figure``: the accuracy the table shows
-    (the authors' ``best_test``, the honest ``final_test``, or ``test_at_best_val`` with
-    ``validation_fraction``); ``cache_dir``: where stores live (default: the shared cache, so stores made by
-    ``generate`` are reused); ``subset_seed``, ``profile``, ``download``: how the training subsets are drawn
-    and read. ``device``, or ``world`` (a ``torchrun`` launch; every rank calls this): where to run.
-
-    Returns the comparison document (:func:`~diffii_datasets.classify.comparison.build_comparison`) with
-    ``runs`` (each group's recipe, folder and report) and ``skipped``, as written to ``comparison.json``.
-    """
-    from diffii_datasets.distributed import World
-
-    if world is None:
-        import torch
-
-        world = World(device=None if device is None else torch.device(device))
-    elif device is not None:
-        raise ValueError("pass device or world, not both: the world knows its device")
-
-    def plan() -> ComparisonPlan:
-        return plan_comparison(data, methods, seeds, output_dir=output_dir, backbones=backbones, root=root,
-                               recipe_knobs=recipe_knobs, method_knobs=method_knobs, configs=configs, figure=figure,
-                               validation_fraction=validation_fraction, cache_dir=cache_dir,
-                               subset_seed=subset_seed, profile=profile, download=download)
-
-    planned = plan() if world.is_main else None  # rank 0 first: it downloads what is missing
-    world.barrier()
-    return run_comparison(planned or plan(), world=world, workers=workers, progress=progress)
-
-
-def run_comparison(plan: ComparisonPlan, *, world: World, workers: int = 4, progress: bool = True
-                   ) -> dict[str, Any]:
-    """Run ``plan`` (:func:`plan_comparison`): each store before the first run that reads it, the files after each
-    group of runs; the comparison document (see :func:`compare`)."""
-    workers = _checks.check_int(workers, "workers", minimum=0)
-    opened: dict[Path, Any] = {}
-    accuracies: dict[tuple[str, str, str], list[float]] = {}
-    reports: dict[int, str] = {}
-    document: dict[str, Any] = {}
-    for number, run in enumerate(plan.runs):
-        if progress and world.is_main:
-            print(f"[{number + 1}/{len(plan.runs)}] {run.setting}, {run.classifier}, {run.method}: seeds "
-                  f"{', '.join(map(str, run.seeds))}", file=sys.stderr, flush=True)
-        if run.store is not None and run.store not in opened:
-            job = next(store.job for store in plan.stores if store.path == run.store)
-            opened[run.store] = _prepare(job, plan.cache_dir, world, progress)
-        report = _train(plan, run, opened.get(run.store), world, workers, progress)
-        reports[number] = str(run.directory / "report.json")
-        accuracies.update(_accuracies(report, plan.figure, run))
-        document = _document(plan, accuracies, reports)
-        if world.is_main:
-            _write(plan.output_dir, document)
-    return document
-
-
-def _prepare(job: PreparationJob, cache: Path, world: World, progress: bool) -> Any:
-    """The job's store, made, completed or found complete, opened for reading."""
-    from diffii_datasets.prepare import prepare
-    from diffii_datasets.store import SyntheticStore
-
-    report = prepare(job, cache_dir=cache, device=world.device, progress=progress, world=world)
-    if not report.complete:
-        raise RuntimeError(f"the store {report.store.path} is not complete after preparing it")
-    return SyntheticStore.open(report.store.path)
-
-
-def _train(plan: ComparisonPlan, run: PlannedRun, store: Any, world: World, workers: int,
-           progress: bool) -> dict[str, Any]:
-    from diffii_datasets.classify.protocol import train_setting
-
-    options = plan.options
-    if run.setting in plan.own:
-        return _train_own(plan.own[run.setting], run, store, options["validation_fraction"], world, workers,
-                          progress)
-    return train_setting(run.setting, run.recipe, root=options["root"], output_dir=run.directory, seeds=run.seeds,
-                         store=store, backbone=run.backbone, validation_fraction=options["validation_fraction"],
-                         subset_seed=options["subset_seed"], profile=options["profile"], world=world,
-                         workers=workers, progress=progress, download=options["download"])
-
-
-def _train_own(data: OwnData, run: PlannedRun, store: Any, validation_fraction: float, world: World, workers: int,
-               progress: bool) -> dict[str, Any]:
-    """:func:`~diffii_datasets.classify.protocol.train_setting` for one's own data: the test set as given."""
-    from diffii_datasets._io import write_json
-    from diffii_datasets.classify.data import joint_training_set
-    from diffii_datasets.classify.protocol import REPORT_FILE, VALIDATION_SPLIT_SEED
-    from diffii_datasets.classify.report import build_report
-    from diffii_datasets.classify.trainer import train
-
-    test, validation = data.test, None
-    if validation_fraction:
-        from diffii_datasets.image_datasets.sampling import split_per_class
-
-        validation, test = split_per_class(data.test, validation_fraction, seed=VALIDATION_SPLIT_SEED)
-    results = []
-    for seed in run.seeds:
-        seeded = run.recipe.replace(seed=seed)
-        train_set = data.train if store is None else joint_training_set(store, seeded)
-        results.append(train(train_set, test, seeded, validation_set=validation,
-                             output_dir=run.directory / f"seed-{seed}", world=world, workers=workers,
-                             progress=progress))
-    report = build_report(results, backbone=run.backbone, store=None if store is None else str(store.path),
-                          method=run.method)
-    if world.is_main:
-        write_json(run.directory / REPORT_FILE, report)
-    return report
-
-
-def _accuracies(report: dict[str, Any], figure: str, run: PlannedRun) -> dict[tuple[str, str, str], list[float]]:
-    from diffii_datasets.classify.comparison import report_accuracies
-
-    return report_accuracies(report, figure=figure, method=run.method, setting=run.setting)
-
-
-def _document(plan: ComparisonPlan, accuracies: dict[tuple[str, str, str], list[float]],
-              reports: dict[int, str]) -> dict[str, Any]:
-    from diffii_datasets.classify.comparison import build_comparison
-
-    document = build_comparison(accuracies, figure=FIGURE_LABELS[plan.figure])
-    runs = [{**run.to_dict(), "report": reports.get(number)} for number, run in enumerate(plan.runs)]
-    return {**document, "runs": runs, "skipped": list(plan.skipped)}
-
-
-def _write(output: Path, document: dict[str, Any]) -> None:
-    from diffii_datasets._io import atomic_write, write_json
-    from diffii_datasets.classify.comparison import format_markdown, render_comparison_html
-
-    output.mkdir(parents=True, exist_ok=True)
-    json_file, markdown_file, html_file = (output / name for name in COMPARISON_FILES)
-    write_json(json_file, document)
-    atomic_write(markdown_file, format_markdown(document).encode("utf-8"))
-    atomic_write(html_file, render_comparison_html(document, title="Augmentation methods compared").encode("utf-8"))
