@@ -1,4 +1,5 @@
 # Two commands: `make demo` and `make test`. Each creates .venv when it is missing.
+# The documentation site: `make docs` (into site/); `.venv/bin/mkdocs serve` serves it while you edit.
 # Packaging checks: `make check-wheel` (offline), `make test-min` and `make check-datasets-compat` (package index).
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,21 +7,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo test lint bench clean check-wheel test-min check-datasets-compat
+.PHONY: install demo test docs lint bench clean check-wheel test-min check-datasets-compat
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,quality]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,quality,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(OFFLINE) $(BIN)/diffii-datasets demo
 
+# pytest builds the documentation site in strict mode and runs its code blocks and the README's (tests/test_docs.py).
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m flake8
 	$(OFFLINE) $(BIN)/python -m pytest
+
+# Strict: a broken link, a page missing from the nav or a docstring reference that does not resolve fails the build.
+# Offline: no web fonts, no CDN (mkdocs.yml). NO_MKDOCS_2_WARNING silences Material's banner about its successor.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(OFFLINE) $(BIN)/mkdocs build --strict --site-dir site
 
 # Benchmarks (benchmarks/README.md): each prints a table and closing `name: value (target ...)` lines.
 # BENCH_ARGS is passed to every script, e.g. `make bench BENCH_ARGS=--threads=1` or `BENCH_ARGS=--quick`.
@@ -45,4 +52,4 @@ check-datasets-compat: $(STAMP)
 	VENV=$(VENV) bash scripts/check_datasets_compat.sh
 
 clean:
-	rm -rf $(VENV) .venv-min build dist *.egg-info demo-output
+	rm -rf $(VENV) .venv-min build dist *.egg-info demo-output site
