@@ -3,7 +3,9 @@
 :func:`~diffii_datasets.prepare.prepare` shows a :class:`Plan` before any work (so
 ``prepare()``, ``diffii-datasets generate`` and the Hub builder all do), and
 ``diffii-datasets plan`` prints one without running (:func:`plan_job` reads what a
-cache already holds). The stages are concept learning (for methods with concepts) and
+cache already holds). Its last line is the estimated wall time
+(:func:`~diffii_datasets.estimate.estimate_plan`, from a short probe of the pipeline),
+when one was made. The stages are concept learning (for methods with concepts) and
 the method's per-class stages (:meth:`~diffii_datasets.methods.Method.image_stages`).
 A UNet evaluation is one latent through the UNet once: the unit the stages share, so
 their costs compare. Importing this module loads no torch.
@@ -11,15 +13,15 @@ their costs compare. Importing this module loads no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diffii_datasets._io import FileFormatError, read_json
-
 if TYPE_CHECKING:
+    from diffii_datasets.estimate import Estimate
     from diffii_datasets.job import PreparationJob
     from diffii_datasets.store import StoreHeader, SyntheticStore
 
@@ -38,11 +40,13 @@ class Stage:
     unit: str  # "step" or "image"
     unet_evaluations: int
     detail: str  # how count becomes UNet evaluations, or why there is nothing to do
+    per_real: bool = False  # a stage run once per real image (inversion), else per synthetic one or a step
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run will do: its three stages, for ``classes`` of ``total_classes`` classes, shared by ``ranks``."""
+    """What a run will do: its stages, for ``classes`` of ``total_classes`` classes, shared by ``ranks``;
+    ``estimate``: how long it will take, when a probe measured it."""
 
     stages: tuple[Stage, ...]
     classes: int
@@ -51,6 +55,7 @@ class Plan:
     concept_resolution: int | None  # None: the pipeline's own, or no concepts (see method)
     ranks: int = 1
     method: str = "Diff-II"
+    estimate: Estimate | None = None
 
     @property
     def unet_evaluations(self) -> int:
@@ -66,8 +71,11 @@ class Plan:
                 return stage
         raise KeyError(f"no stage {name!r} in the plan; stages: {[stage.name for stage in self.stages]}")
 
+    def with_estimate(self, estimate: Estimate) -> Plan:
+        return dataclasses.replace(self, estimate=estimate)
+
     def lines(self) -> list[str]:
-        """The plan as a small table: one line per stage, then the total."""
+        """The plan as a small table: one line per stage, the total, then the estimated time (if any)."""
         done = self.total_classes - self.classes
         already = f" ({done} already in the store)" if done else ""
         shared = f", shared by {self.ranks} ranks" if self.ranks > 1 else ""
@@ -79,7 +87,8 @@ class Plan:
         digits = len(f"{self.unet_evaluations:,}")
         rows = [f"  {stage.name:<18}{stage.detail:<{width}}  {_evaluations(stage, digits)}" for stage in self.stages]
         total = f"{self.unet_evaluations:>{digits},} UNet evaluations"
-        return [head, *rows, f"  {'total':<18}{'':<{width}}  {total}"]
+        estimate = [] if self.estimate is None else [f"  {'estimated time':<18}{self.estimate.text()}"]
+        return [head, *rows, f"  {'total':<18}{'':<{width}}  {total}", *estimate]
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
@@ -112,12 +121,13 @@ def plan_synthesis(header: StoreHeader, *, pending: Sequence[int] | None = None,
     pending = list(range(header.num_classes)) if pending is None else sorted(set(pending))
     stages = []
     if method.concepts:
-        steps = config.concepts.train_steps if concept_steps is None else concept_steps
+        total = config.concepts.total_steps(header.num_classes)
+        steps = total if concept_steps is None else concept_steps
         if not pending:
             steps, concepts_note = 0, "nothing to generate"
         batch = config.concepts.batch_size
         if steps:
-            resuming = config.concepts.train_steps - steps
+            resuming = total - steps
             detail = f"{steps:,} steps x batch {batch}" + (f" (resuming at step {resuming:,})" if resuming else "")
         else:
             detail = f"none: {concepts_note or 'nothing to learn'}"
@@ -127,7 +137,7 @@ def plan_synthesis(header: StoreHeader, *, pending: Sequence[int] | None = None,
         count = sum((header.real_counts if per_real else header.expected_counts)[c] for c in pending)
         evaluations = count * (stage.per_real if per_real else stage.per_synthetic)
         stages.append(Stage(stage.name, count, stage.unit, evaluations,
-                            f"{count:,} {stage.detail}" if count else "none"))
+                            f"{count:,} {stage.detail}" if count else "none", per_real))
     concept_resolution = config.concepts.resolution if method.concepts else None
     return Plan(tuple(stages), len(pending), header.num_classes, getattr(config, "resolution", None),
                 concept_resolution, ranks, method.title)
@@ -160,7 +170,7 @@ def plan_run(job: PreparationJob, store: SyntheticStore | None, pending: Sequenc
 
 def _concept_steps_to_go(job: PreparationJob, cache_dir: Path, store: SyntheticStore | None) -> tuple[int, str]:
     """Concept-learning steps a run still has to make, and why none when none."""
-    from diffii_datasets.diffusion.concepts.checkpoint import CHECKPOINT_FILE
+    from diffii_datasets.diffusion.concepts.checkpoint import steps_done
     from diffii_datasets.store import ConceptCache
 
     if not job.method.concepts:
@@ -170,13 +180,9 @@ def _concept_steps_to_go(job: PreparationJob, cache_dir: Path, store: SyntheticS
     cache = ConceptCache(cache_dir)
     if cache.is_learned(job.concepts_key()):
         return 0, f"already learned ({cache.directory(job.concepts_key())})"
-    steps = job.config.concepts.train_steps
-    try:
-        state = read_json(store.concept_work_dir / CHECKPOINT_FILE, missing_ok=True) if store else None
-    except FileFormatError:  # learning will say what is wrong with it
-        state = None
-    done = state.get("step") if isinstance(state, dict) else None
-    if not isinstance(done, int) or done <= 0:
+    steps = job.config.concepts.total_steps(len(job.class_names))
+    done = steps_done(store.concept_work_dir) if store is not None else 0
+    if done <= 0:
         return steps, ""
     return max(steps - done, 0), "finished in the checkpoint of an interrupted run"
 

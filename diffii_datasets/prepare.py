@@ -16,8 +16,10 @@ damaged manifest written again). The base images are read one class at a time. U
 ``torchrun`` the ranks of a :class:`~diffii_datasets.distributed.World` share the
 work: pending classes are sharded by expected images, concepts are learned
 data-parallel, and rank 0 writes the manifest once every rank is done. A
-:class:`~diffii_datasets.plan.Plan` is shown before any work, and every stage has a
-bar and announces its ETA after its first few steps.
+:class:`~diffii_datasets.plan.Plan` is shown before any work, with its estimated time
+from a short probe of the pipeline (:mod:`~diffii_datasets.estimate`; the published
+concept recipe, or a run of an hour or more, on a CPU is warned about first), and every
+stage has a bar and announces its ETA after its first few steps.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.distributed import World
 from diffii_datasets.job import PreparationJob
 from diffii_datasets.methods import ClassJob
-from diffii_datasets.plan import CONCEPTS, format_duration, plan_run
-from diffii_datasets.progress import RunProgress, StageProgress
+from diffii_datasets.plan import CONCEPTS, Plan, format_duration, plan_run
+from diffii_datasets.progress import RunProgress
 from diffii_datasets.store import ConceptCache, StoreDamageError, StoreProblem, SyntheticStore, default_cache_dir
 from diffii_datasets.store.cache import related_stores, store_path
 
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
     from diffii_datasets.diffusion.concepts import ConceptSet
 
 logger = logging.getLogger(__name__)
+
+LONG_ON_CPU_SECONDS = 3600
+"""A run on a CPU estimated at this many seconds or more is warned about before it starts (so is the published
+concept recipe on a CPU, whatever its estimate)."""
 
 __all__ = ["PreparationReport", "fill_store", "load_generation_pipeline", "pending_classes", "prepare"]
 
@@ -63,8 +69,16 @@ class PreparationReport:
 def load_generation_pipeline(model: str, device: Any = None) -> Any:
     """``model`` loaded for generation: :func:`~diffii_datasets.diffusion.pipeline.load_pipeline`, step bars off.
 
+    ``"tiny"`` (:data:`~diffii_datasets.config.TINY_MODEL`) is the offline tiny pipeline, built on the spot.
     Generation shows one bar per process; the pipeline's per-step bars would only interleave with it.
     """
+    from diffii_datasets._pretrained import default_device
+    from diffii_datasets.config import TINY_MODEL
+
+    if model == TINY_MODEL:
+        from diffii_datasets.testing import tiny_pipeline
+
+        return tiny_pipeline(seed=0, device=default_device(device))
     from diffii_datasets.diffusion.pipeline import load_pipeline
 
     pipe = load_pipeline(model, device=device)
@@ -102,7 +116,13 @@ def prepare(
     path = store_path(cache, header)
     if not path.is_dir():
         for other in related_stores(cache, header):
-            logger.info("not reusing the store %s: it was made from the same images, but %s", other.path, other.why)
+            if other.other_model:  # likely a slip (another --model), and a whole new run: said at WARNING
+                logger.warning("not reusing the store %s: it was made from the same images with another model (%s); "
+                               "a new store is made for this one. To use that store, pass its model %r (model=, "
+                               "--model)", other.path, other.why, other.header.model)
+            else:
+                logger.info("not reusing the store %s: it was made from the same images, but %s", other.path,
+                            other.why)
     store = SyntheticStore.create(path, header)
     model = job.config.model
 
@@ -167,8 +187,7 @@ def fill_store(store: SyntheticStore, job: PreparationJob, pipeline_factory: Cal
             logger.info("rank %d of %d: %d of %d pending classes (%d images)", world.rank, world.size, len(mine),
                         len(todo), sum(counts[c] for c in mine))
         if world.is_main:
-            for line in plan_run(job, store, todo, world.size).lines():
-                board.announce(line)
+            _show_plan(plan_run(job, store, todo, world.size), job, pipeline, board)
         try:
             concepts = _concept_stage(store, job, pipeline, cache, board, world) if method.concepts else None
             if mine:
@@ -225,6 +244,62 @@ def _pipeline_once(factory: Callable[[], Any], config: Any, progress: bool) -> C
     return pipeline
 
 
+def _show_plan(plan: Plan, job: PreparationJob, pipeline: Callable[[], Any], board: RunProgress) -> None:
+    """Announce ``plan`` with its estimated time (a short probe of the pipeline the run loads anyway), then warn
+    before a long run on a CPU."""
+    from diffii_datasets.diffusion.pipeline import execution_device
+    from diffii_datasets.estimate import Estimate, estimate_plan
+
+    seen = board.show or logging.getLogger("diffii_datasets.progress").isEnabledFor(logging.INFO)
+    published = _published_concept_steps(plan)
+    pipe = pipeline() if job.method.diffusion and not plan.empty and (seen or published) else None
+    if plan.empty:
+        estimate = Estimate(0.0, "nothing to run")
+    elif not job.method.diffusion:
+        estimate = Estimate.unknown("the method runs no UNet")
+    elif pipe is None or not (seen or execution_device(pipe).type == "cpu"):
+        estimate = Estimate.unknown("not measured: the plan is not shown")
+    else:
+        try:
+            estimate = estimate_plan(plan, job, pipe)
+        except Exception as error:  # an estimate is worth no failed run: the run itself says what is wrong
+            logger.info("the probe of the plan's time failed: %s", error)
+            estimate = Estimate.unknown(f"the probe of a few UNet calls failed: {error}")
+    plan = plan.with_estimate(estimate)
+    for line in plan.lines():
+        board.announce(line)
+    if pipe is not None:
+        _warn_if_long_on_cpu(plan, pipe)
+
+
+def _published_concept_steps(plan: Plan) -> bool:
+    """Whether ``plan`` learns concepts for the published recipe's steps (or more)."""
+    from diffii_datasets.diffusion.concepts.config import ConceptConfig
+
+    return any(stage.name == CONCEPTS and stage.count >= ConceptConfig().train_steps for stage in plan.stages)
+
+
+def _warn_if_long_on_cpu(plan: Plan, pipe: Any) -> None:
+    """Before the published concept recipe, or any run estimated at :data:`LONG_ON_CPU_SECONDS` or more, starts on a
+    CPU: the estimate, and what to do instead."""
+    from diffii_datasets.diffusion.concepts.config import ConceptConfig
+    from diffii_datasets.diffusion.pipeline import execution_device
+
+    if execution_device(pipe).type != "cpu":
+        return
+    published = _published_concept_steps(plan)
+    seconds = plan.estimate.seconds if plan.estimate is not None else None
+    if not published and (seconds is None or seconds < LONG_ON_CPU_SECONDS):
+        return
+    took = f"about {format_duration(seconds)}" if seconds is not None else "an unknown time"
+    recipe = (f", the published {ConceptConfig().train_steps:,} concept-learning steps among them" if published
+              else "")
+    warn_at_caller(f"this run will take {took} on a CPU ({plan.unet_evaluations:,} UNet evaluations{recipe}). Use a "
+                   "GPU (device=, --device cuda), pass ready concepts (concepts=, --concepts), lower "
+                   "concept_train_steps (--concept-train-steps), or try the tiny offline model first "
+                   "(DiffIIConfig.preset(\"tiny\"), --model tiny)")
+
+
 def _pending(store: SyntheticStore, classes: list[int], world: World) -> tuple[list[int], list[StoreProblem]]:
     """:func:`pending_classes`, with the checksum work split over the ranks and the answer agreed by all."""
     if world.size == 1:
@@ -237,9 +312,10 @@ def _pending(store: SyntheticStore, classes: list[int], world: World) -> tuple[l
 
 def _repair_shared_stage(store: SyntheticStore, job: PreparationJob, pipeline: Callable[[], Any],
                          cache: ConceptCache, board: RunProgress, world: World) -> None:
-    """With nothing to generate: derive damaged suffixes again, learn damaged cached concepts again.
+    """With nothing to generate: derive damaged suffixes again; learn damaged cached concepts again (or write their
+    ``learned-from.json`` again); discard damaged concept-learning checkpoints.
 
-    Both only steer the generation of classes still to come, but a store is kept whole:
+    They only steer the generation of classes still to come, but a store is kept whole:
     the next class to be generated (or regenerated) must not use damaged ones.
     """
     method, damaged = job.method, False
@@ -247,7 +323,8 @@ def _repair_shared_stage(store: SyntheticStore, job: PreparationJob, pipeline: C
         if method.suffixes and store.shared_problems():
             _suffixes(store, job)
         damaged = (method.concepts and job.concepts is None
-                   and bool(cache.problems(job.concepts_identity())))
+                   and bool(cache.problems(job.concepts_identity(), job.concepts_origin())
+                            or store.concept_checkpoint_problems()))
     if world.broadcast(damaged):
         _concept_stage(store, job, pipeline, cache, board, world)
 
@@ -257,18 +334,25 @@ def _concept_stage(store: SyntheticStore, job: PreparationJob, pipeline: Callabl
     """The job's concepts: given, cached, or learned now (by all ranks together) and saved into the cache.
 
     Under the lock of the concept key (shared by every store of the cache, so stores of
-    different generation knobs or methods learn their common concepts once), a cached set
-    that does not load intact is moved aside, with a warning, and learned again.
+    different generation knobs or methods learn their common concepts once): what killed
+    processes left of the set is swept, a cached set that does not load intact is moved
+    aside, with a warning, and learned again; an intact one gets its ``learned-from.json``
+    written again from the job when that is missing or wrong, and the store's damaged
+    concept-learning checkpoints are discarded (the concepts they were learning are cached).
     """
     if job.concepts is not None:
         return job.concepts
     key = job.concepts_key()
     with cache.lock(key) if world.is_main else nullcontext():
         if world.is_main:
+            cache.sweep(key)
             cache.discard_if_damaged(key, store)
         cached = world.broadcast(cache.is_learned(key))
         if cached:
             logger.info("reusing learned concepts from %s", cache.directory(key))
+            if world.is_main:
+                cache.restore_origin(key, job.concepts_origin(), store)
+                store.discard_damaged_checkpoints()
         else:
             if world.is_main:
                 _log_concepts_learned_otherwise(cache, job)
@@ -285,7 +369,7 @@ def _log_concepts_learned_otherwise(cache: ConceptCache, job: PreparationJob) ->
     """Say why cached concepts for this data and model are not reused (another recipe)."""
     from diffii_datasets.diffusion.concepts.config import concept_recipe, recipe_differences
 
-    recipe = concept_recipe(job.config.concepts, job.config.seed)
+    recipe = concept_recipe(job.config.concepts)
     for directory, manifest, origin in cache.learned_sets():
         if origin is None or origin != job.concepts_origin():
             continue
@@ -296,33 +380,25 @@ def _log_concepts_learned_otherwise(cache: ConceptCache, job: PreparationJob) ->
 
 
 def _learn(store: SyntheticStore, job: PreparationJob, pipe: Any, board: RunProgress, world: World) -> ConceptSet:
-    from diffii_datasets.diffusion.concepts import ConceptConfig, learn_concepts
-    from diffii_datasets.diffusion.pipeline import execution_device
+    from diffii_datasets.diffusion.concepts import ConceptWriteError, learn_concepts
 
     empty = [name for name, images in zip(job.class_names, job.images_by_class) if not images]
     if empty:
         raise ValueError(f"cannot learn concepts for classes with no images: {empty}; "
                          "pass concepts= or drop those classes")
-    steps = job.config.concepts.train_steps
+    steps = job.config.concepts.total_steps(len(job.class_names))
     logger.info("learning class concepts (%d steps%s)", steps,
                 f", data-parallel on {world.size} ranks" if world.size > 1 else "")
-    on_cpu = execution_device(pipe).type == "cpu"
-
-    def warn_if_long_on_cpu(stage: StageProgress) -> None:
-        if on_cpu and steps >= ConceptConfig().train_steps:  # the published recipe's
-            warn_at_caller(f"learning concepts for {steps:,} steps (the published recipe) on a CPU will take about "
-                           f"{format_duration(stage.remaining_seconds() or 0)} at the measured {stage.speed()}. Use "
-                           "a GPU, pass ready concepts, or lower concept_train_steps (--concept-train-steps) for a "
-                           "quick look")
-
-    clock = board.stage(CONCEPTS, steps, "step", bar=False, on_measured=warn_if_long_on_cpu) if world.is_main \
-        else None
+    clock = board.stage(CONCEPTS, steps, "step", bar=False) if world.is_main else None
     if clock is not None:
         clock.resume()
-    return learn_concepts(pipe, job.images_by_class, job.class_names, job.metaclass,
-                          job.config.concepts, seed=job.config.seed, work_dir=store.concept_work_dir,
-                          progress=board.show, callback=(lambda step, _: clock.advance_to(step)) if clock else None,
-                          world=world)
+    try:
+        return learn_concepts(pipe, job.images_by_class, job.class_names, job.metaclass, job.config.concepts,
+                              work_dir=store.concept_work_dir, progress=board.show,
+                              callback=(lambda step, _: clock.advance_to(step)) if clock else None, world=world)
+    except ConceptWriteError as error:  # a full disk: say which store the checkpoint belongs to
+        error.message += f" (a concept-learning checkpoint of the store {store.path})"
+        raise
 
 
 def _suffixes(store: SyntheticStore, job: PreparationJob) -> list[str]:

@@ -1,7 +1,10 @@
 """What a long run shows while it works: its plan, one bar per stage advancing per image, and ETA lines.
 
 With ``show`` on, lines are written to stderr between the bars (``tqdm.write``); with it
-off there are no bars and the lines are logged at INFO instead. A stage measures its own
+off there are no bars and the lines are logged at INFO instead. When stderr is not a
+terminal (a log file, a pipe, a batch system's output) there are no bars either: no
+carriage returns or cursor moves, only whole lines (the plan, the ETAs, a stage's progress
+every :data:`LINE_EVERY_SECONDS` and its total at the end). A stage measures its own
 speed over its own working time only (inversion and generation alternate class by class),
 and after its first few steps announces when it will be done; once every stage still
 running has been measured, so is the whole run.
@@ -19,12 +22,14 @@ from tqdm.auto import tqdm
 
 from diffii_datasets.plan import format_duration
 
-__all__ = ["ETA_AFTER_STEPS", "RunProgress", "StageProgress"]
+__all__ = ["ETA_AFTER_STEPS", "LINE_EVERY_SECONDS", "RunProgress", "StageProgress"]
 
 logger = logging.getLogger(__name__)
 
 ETA_AFTER_STEPS = 5
 """A stage announces its ETA after this many steps past its first (which pays the warm-up)."""
+LINE_EVERY_SECONDS = 60.0
+"""Without a terminal, a stage writes a line of its progress at most this often (and one when it ends)."""
 
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {done}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
@@ -51,9 +56,13 @@ class StageProgress:
         self._last: float | None = None
         self._steps = 0
         self._first: tuple[float, float] | None = None  # (done, working seconds) after the first step
-        self._bar = _Bar(total=total, unit="img" if unit == "image" else unit, desc=f"{run.prefix}{name}",
+        self._short_unit = "img" if unit == "image" else unit
+        self._bar = _Bar(total=total, unit=self._short_unit, desc=f"{run.prefix}{name}",
                          disable=not (bar and run.show), position=position, bar_format=_BAR_FORMAT,
-                         dynamic_ncols=True) if bar else None
+                         dynamic_ncols=True) if bar and run.terminal else None
+        self._lines = bar and run.show and not run.terminal  # whole lines instead of a bar
+        self._what = ""  # what the stage works on now (a class name)
+        self._line_at: float | None = None  # working seconds at the last progress line
 
     def resume(self) -> None:
         """The stage works again from now on (the time since its last step was spent elsewhere)."""
@@ -72,6 +81,8 @@ class StageProgress:
         if self._bar is not None:
             self._bar.update(min(self.done, self.total) - self._bar.n)
             self._bar.n = min(self._bar.n, self.total)
+        if self._lines and self._working - (self._line_at or 0.0) >= LINE_EVERY_SECONDS:
+            self._write_line()
         if self._first is None:
             self._first = (self.done, self._working)
         elif self.rate is None and self._steps > ETA_AFTER_STEPS:
@@ -95,6 +106,7 @@ class StageProgress:
         """What the stage works on now, after its name on the bar (a class name), shown from its next step."""
         if self._bar is not None:
             self._bar.set_description_str(f"{self.run.prefix}{self.name}: {text}", refresh=False)
+        self._what = text
 
     def remaining_seconds(self) -> float | None:
         """Working time still needed at the measured speed; None until measured."""
@@ -110,13 +122,27 @@ class StageProgress:
         if self._bar is not None:
             self._bar.unpause()  # its final time and speed count its own working time only
             self._bar.close()
+        if self._lines and self.done and self._line_at != self._working:
+            self._what = ""
+            self._write_line()
+
+    def _write_line(self) -> None:
+        """The stage's progress as one line: ``generation: 12/24 img in 4 s (2.73 img/s)``."""
+        self._line_at = self._working
+        what = f"{self._what}: " if self._what else ""
+        rate = self.done / self._working if self._working > 0 else 0.0
+        speed = f"{rate:.2f} {self._short_unit}/s" if rate >= 1 or not rate else f"{1 / rate:.2f} s/{self._short_unit}"
+        self.run.announce(f"{self.name}: {what}{int(round(self.done, 6)):,}/{int(round(self.total, 6)):,} "
+                          f"{self._short_unit} in {format_duration(self._working)} ({speed})")
 
 
 class RunProgress:
     """The stages of one process's run, the lines it announces, and the whole run's ETA."""
 
-    def __init__(self, show: bool, *, prefix: str = "", first_position: int = 0) -> None:
+    def __init__(self, show: bool, *, prefix: str = "", first_position: int = 0, terminal: bool | None = None
+                 ) -> None:
         self.show, self.prefix = show, prefix
+        self.terminal = _stderr_is_terminal() if terminal is None else terminal  # False: lines, no bars
         self._position = first_position
         self._stages: list[StageProgress] = []
         self._run_eta_said = False
@@ -152,3 +178,8 @@ class RunProgress:
     def close(self) -> None:
         for stage in self._stages:
             stage.close()
+
+
+def _stderr_is_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())

@@ -21,10 +21,13 @@ from diffii_datasets.cli.generate import config_from_args
 from diffii_datasets.config import DiffIIConfig
 from diffii_datasets.preview import preview_store
 from diffii_datasets.store import SyntheticStore
+from tests.classify.fixtures import write_store
 from tests.helpers.cli import (
     CLASS_NAMES,
     EXPECTED_COUNTS,
     FAST_FLAGS,
+    OWN_FLAGS,
+    SAMPLE_DIR,
     generate_args,
     make_inputs,
     run_cli,
@@ -91,12 +94,14 @@ def test_every_config_knob_is_a_generate_flag(tmp_path):
         "model": "someone/some-model", "resolution": 256, "expansion_rate": 3.5, "split_ratio": 0.1,
         "inversion_steps": 50, "inversion_guidance_scale": 2.0, "denoising_steps": 10, "guidance_scale": 5.0,
         "interpolation": "spherical", "batch_size": 2, "concept_train_steps": 100, "concept_batch_size": 4,
-        "concept_tokens_per_class": 2, "concept_lora_rank": 4, "concept_learning_rate": 1e-4,
+        "concept_tokens_per_class": 2, "concept_lora_rank": 0, "concept_learning_rate": 1e-4,
         "concept_weight_decay": 0.0, "concept_checkpoint_steps": 50, "concept_gradient_checkpointing": True,
         "concept_mixed_precision": False, "concept_resolution": 64, "concept_lora_target_modules": ("to_q", "to_v"),
         "concept_crop": "center", "concept_random_flip": False, "concept_vae_posterior": "mean",
         "concept_lora_grad_clip_norm": 0.5, "concept_balance_classes": True, "concept_token_init": "class_name",
         "suffixes": "builtin:flower", "image_format": "jpeg", "seed": 3, "autocast_dtype": "bfloat16",
+        "concept_image_order": "replacement", "concept_seed": 7, "concept_prompts": "imagenet_templates_small",
+        "concept_separate_classes": True, "concept_max_crop_positions": 8, "concept_max_aspect_ratio": 4.0,
     }
     knobs = DiffIIConfig.knobs()
     assert set(values) == {item.name for item in knobs}
@@ -132,14 +137,15 @@ def test_demo_and_generate_spell_every_shared_flag_alike():
     assert (args.denoising_steps, args.concept_train_steps, args.expansion_rate) == (3, 4, 1.5)
 
 
-@pytest.mark.parametrize("setting, split_ratio, long_tail", [
-    (["cub-5shot"], 0.3, False), (["pet-10shot"], 0.1, False), (["cub-lt-if100"], 1.0, True),
-    (["flower-lt-if10"], 1.0, True), (["cub", "--shots", "3"], 0.3, False), (["aircraft", "--shots", "7"], 0.1, False),
-    (["cub-lt", "--imbalance-factor", "50"], 1.0, True),
+@pytest.mark.parametrize("setting, split_ratio, long_tail, suffixes", [
+    (["cub-5shot"], 0.3, False, "bird"), (["pet-10shot"], 0.1, False, "animal"), (["cub-lt-if100"], 1.0, True, "bird"),
+    (["flower-lt-if10"], 1.0, True, "flower"), (["cub", "--shots", "3"], 0.3, False, "bird"),
+    (["aircraft", "--shots", "7"], 0.1, False, "aircraft"), (["cub-lt", "--imbalance-factor", "50"], 1.0, True, "bird"),
 ])
-def test_unset_knobs_are_the_paper_defaults_with_the_settings_split_ratio(setting, split_ratio, long_tail):
-    # the long-tail settings also learn concepts class-balanced, as the published long-tail runs
-    expected = DiffIIConfig(split_ratio=split_ratio, concept_balance_classes=long_tail)
+def test_unset_knobs_are_the_paper_defaults_with_the_settings_split_ratio(setting, split_ratio, long_tail, suffixes):
+    # the long-tail settings also learn concepts class-balanced, as the published long-tail runs; each family's
+    # suffix list is its own
+    expected = DiffIIConfig(split_ratio=split_ratio, concept_balance_classes=long_tail, suffixes=f"builtin:{suffixes}")
     assert _config("generate", *setting, "--root", "r") == expected
     assert _config("generate", *setting, "--root", "r", "--split-ratio", "0.5").split_ratio == 0.5
     assert not _config("generate", *setting, "--root", "r", "--no-concept-balance-classes").concept_balance_classes
@@ -170,7 +176,30 @@ def _config(*argv):
     (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--concept-batch-size", "0"], 1,
      "--concept-batch-size must be a positive int, got 0"),
     (["demo", "--denoising-steps", "0"], 1, "--denoising-steps must be a positive int, got 0"),
-    (["generate", "cub-5shot", "--root", ".", "--concept-steps", "5"], 2, "unrecognized arguments: --concept-steps"),
+    (["generate", "cub-5shot", "--root", ".", "--concept-steps", "5"], 2, "unrecognized arguments: --concept-steps "
+                                                                          "(did you mean --concept-train-steps?)"),
+    (["generate", "cub-5shot", "--root", ".", "--concept-train", "5"], 2, "unrecognized arguments: --concept-train "
+                                                                          "(did you mean --concept-train-steps?)"),
+    (["plan", "my-birds", "--root", "."], 2, "'my-birds' is not one of the paper's settings or families"),
+    (["plan", "cub-5shott", "--root", "."], 2, "did you mean 'cub-5shot'?"),
+    (["plan", "cub-5shot", "--image-folder", ".", "--metaclass", "bird"], 1, "pass SETTING (cub-5shot) or "
+                                                                             "--image-folder, not both"),
+    (["plan", "--root", "."], 1, "name the images: a paper setting (e.g. cub-5shot --root data/) or your own "
+                                 "(--image-folder DIR --metaclass WORD)"),
+    (["plan", "cub-5shot", "--root", ".", "--metaclass", "bird"], 1, "--metaclass applies to --image-folder"),
+    (["plan", "cub-5shot"], 1, "cub-5shot needs --root DIR"),
+    (["generate", "--image-folder", str(SAMPLE_DIR), "--metaclass", "shape", "--shots", "2"], 1,
+     "--shots applies to the paper's settings (SETTING), not to --image-folder"),
+    (["generate", "--image-folder", str(SAMPLE_DIR.parent), "--metaclass", "shape"], 1,
+     f"--image-folder {SAMPLE_DIR.parent}: expected one folder per class holding its images"),
+    (["generate", "cub-5shot", "--root", ".", "--released-from", "/does/not/exist"], 1,
+     "--released-from /does/not/exist: no such folder"),
+    (["train", "--test-folder", str(SAMPLE_DIR), "--output-dir", "o"], 1, "--test-folder trains on a store made "
+                                                                          "from your images (--store DIR"),
+    (["train", "cub-5shot", "--test-folder", str(SAMPLE_DIR), "--output-dir", "o"], 1, "pass SETTING (cub-5shot) "
+                                                                                       "or --test-folder, not both"),
+    (["train", "cub-5shot", "--root", ".", "--image-folder", str(SAMPLE_DIR), "--output-dir", "o"], 1,
+     "--image-folder applies to your own images, with --test-folder"),
     (["generate", "cub-5shot", "--root", ".", "--cache-dir", "c", "--concepts", "/no/such/concepts"], 1,
      "--concepts /no/such/concepts"),
     (["info", "/does/not/exist"], 1, "no such store directory"),
@@ -232,13 +261,16 @@ def test_plan_counts_a_fresh_caches_work_and_none_for_a_complete_store(generated
     assert lines[0].startswith("cub-5shot: 5 real images in 3 classes (metaclass 'bird')")
     assert lines[1] == "Diff-II plan: 3 of 3 classes to generate; images at 32 px, concepts learned at 32 px"
     assert lines[2].split() == "concept learning 3 steps x batch 2 6 UNet evaluations (forward and backward)".split()
-    assert lines[3].split() == "DDIM inversion 5 images x 4 steps 20 UNet evaluations".split()
-    assert lines[4].split() == "generation 10 images x 3 steps x 2 (guidance 7.5) 60 UNet evaluations".split()
+    assert lines[3].split() == "DDIM inversion 5 real images x 4 steps 20 UNet evaluations".split()
+    assert lines[4].split() == "generation 10 synthetic images x 3 steps x 2 (guidance 7.5) 60 UNet evaluations".split()
     assert lines[5].split() == ["total", "86", "UNet", "evaluations"]
-    assert lines[6].endswith("(not made yet)") and not (tmp_path / "fresh").exists()
+    assert lines[6] == ("  estimated time    unknown (no model was run: pass --estimate to time a few UNet calls on "
+                        "this machine)")
+    assert lines[7].endswith("(not made yet)") and not (tmp_path / "fresh").exists()
     status, out, _ = _main(capsys, "plan", "cub-5shot", "--cache-dir", str(generated.cache), *flags)
     assert status == 0
     assert "0 of 3 classes to generate (3 already in the store)" in out and "none: nothing to generate" in out
+    assert "  estimated time    none (nothing to run)" in out.splitlines()
     assert out.splitlines()[-1] == f"store: {generated.store} (complete)"
 
 
@@ -406,3 +438,132 @@ def test_library_wording_is_rewritten_as_flags():
         "Dataset not found at data/x. You can use --download to download it"
     assert cli.cli_wording("Use another cache_dir or delete /tmp/my_cache_dir/cache_dir/3f9c") == \
         "Use another --cache-dir or delete /tmp/my_cache_dir/cache_dir/3f9c"
+
+
+# -- your own images -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """generate --image-folder on the bundled sample with the tiny model, run as a user would."""
+    cache = tmp_path_factory.mktemp("own-cache")
+    result = run_cli("generate", *OWN_FLAGS, "--cache-dir", str(cache))
+    assert result.returncode == 0, result.stderr
+    return SimpleNamespace(cache=cache, result=result, store=store_path_from(result.stdout))
+
+
+def test_generate_takes_your_own_images_and_the_tiny_model(own):
+    out = own.result.stdout
+    assert f"{SAMPLE_DIR}: 12 real images in 3 classes (metaclass 'shape')\n" in out
+    assert "generated 12 synthetic images for 3 classes" in out
+    store = SyntheticStore.open(own.store)
+    assert store.header.model == "tiny" and store.header.metaclass == "shape" and store.manifest()["complete"]
+    assert list(store.header.classes) == ["blue triangle", "green square", "red circle"]  # the class folders
+    plan = own.result.stderr[own.result.stderr.index("Diff-II plan: "):].splitlines()
+    assert plan[0].startswith("Diff-II plan: 3 of 3 classes to generate; images at 32 px")
+    assert plan[5].startswith("  estimated time    about ")  # from a probe of the tiny model on the CPU
+    assert "\x1b" not in own.result.stderr  # not a terminal: whole lines, no cursor moves
+
+
+def test_your_own_images_name_the_store_python_names(own, capsys):
+    from torchvision.datasets import ImageFolder
+
+    from diffii_datasets.job import build_job
+    from diffii_datasets.store.cache import store_path
+
+    config = DiffIIConfig.preset("tiny", concept_train_steps=2, inversion_steps=3, denoising_steps=2,
+                                 expansion_rate=1.0)
+    job = build_job(ImageFolder(str(SAMPLE_DIR)), "shape", config)
+    assert store_path(own.cache, job.header()) == own.store  # DiffIIAugmented(ImageFolder(DIR), WORD, config=...)
+    status, out, _ = _main(capsys, "plan", *OWN_FLAGS, "--cache-dir", str(own.cache))
+    assert status == 0 and out.splitlines()[-1] == f"store: {own.store} (complete)"
+
+
+def test_train_tests_on_your_own_folder_with_a_store_or_the_images_alone(own, capsys, tmp_path):
+    tiny = ["--model", "shufflenet_v2_x0_5", "--weights", "none", "--image-size", "32", "--resize", "32",
+            "--batch-size", "6", "--workers", "0", "--epochs", "1", "-q"]
+    test_folder = tmp_path / "test"
+    shutil.copytree(SAMPLE_DIR, test_folder)
+    status, out, err = _main(capsys, "train", "--test-folder", str(test_folder), "--store", str(own.store),
+                             "--output-dir", str(tmp_path / "joint"), *tiny)
+    assert status == 0, err
+    assert out.startswith(f"test set: every image of {test_folder}\n")
+    report = json.loads((tmp_path / "joint" / "report.json").read_text())
+    assert report["store"] == str(own.store) and report["recipe"]["synthetic_probability"] == 0.5
+    assert report["recipe"]["lr"] == 0.05  # the few-shot CUB recipe, as --help says
+    status, out, err = _main(capsys, "train", "--test-folder", str(test_folder), "--image-folder", str(SAMPLE_DIR),
+                             "--output-dir", str(tmp_path / "baseline"), *tiny)
+    assert status == 0, err
+    assert json.loads((tmp_path / "baseline" / "report.json").read_text())["baseline"]
+    shutil.rmtree(test_folder / "red circle")
+    status, _, err = _main(capsys, "train", "--test-folder", str(test_folder), "--store", str(own.store),
+                           "--output-dir", str(tmp_path / "x"), *tiny)
+    assert status == 1 and f"--test-folder {test_folder} must hold the class folders of --store {own.store}" in err
+    assert "missing: ['red circle']" in err
+
+
+def test_report_works_on_a_store_of_your_own_images(own, capsys, tmp_path):
+    status, out, err = _main(capsys, "report", str(own.store), "-o", str(tmp_path), "--tiny-models", "-q")
+    assert status == 0, err
+    assert "3 classes, 12 real and 12 synthetic images" in out and (tmp_path / "report.html").is_file()
+
+
+def test_every_data_command_takes_the_same_data_flags():
+    flags = {name: _flags(_subcommand(name)) for name in ("generate", "plan", "train", "evaluate")}
+    for flag in ("--image-folder", "--metaclass", "--root", "--released", "--released-from", "--cache-dir",
+                 "--model", "--concept-train-steps"):
+        assert flags["generate"][flag].help == flags["plan"][flag].help
+    for name in ("train", "evaluate"):
+        assert "--released-from" in flags[name]
+    assert "--test-folder" in flags["train"] and "--image-folder" in flags["train"]
+
+
+def test_workers_are_at_most_the_cpus(monkeypatch):
+    import warnings
+
+    from diffii_datasets.cli.train import DEFAULT_WORKERS, _workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert DEFAULT_WORKERS > 2 and _workers(argparse.Namespace(workers=None)) == 2
+    assert _workers(argparse.Namespace(workers=1)) == 1
+    with pytest.warns(UserWarning, match="--workers 8: this machine has 2 CPUs, 2; starting 2 data-loading"):
+        assert _workers(argparse.Namespace(workers=8)) == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on this machine: one CPU each
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _workers(argparse.Namespace(workers=None)) == 1 and _workers(argparse.Namespace(workers=4)) == 1
+
+
+# -- push --dry-run ------------------------------------------------------------------------------------------------
+
+
+def test_push_dry_run_shows_what_would_be_uploaded_without_a_network_or_a_token(capsys, monkeypatch, tmp_path):
+    from huggingface_hub import HfApi
+
+    for name in ("create_repo", "repo_info", "hf_hub_download", "upload_folder"):
+        monkeypatch.setattr(HfApi, name, lambda *args, **kwargs: pytest.fail("the network was used"))
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no saved token either
+    store = write_store(tmp_path / "store", [2, 1], classes=["red circle", "blue square"])
+    status, out, err = _main(capsys, "push", str(store.path), "--repo-id", "someone/shapes", "--config-name",
+                             "shapes", "--dry-run", "--private")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == ("dry run: nothing uploaded, no network used. A push would upload to the dataset repository "
+                        "someone/shapes (created private if it does not exist), config shapes, in one commit "
+                        "'Add Diff-II config shapes':")
+    assert [line.split("  (")[0].strip() for line in lines[1:4]] == [
+        "README.md", "data/shapes/synthetic-00000-of-00001.parquet", "data/shapes/train-00000-of-00001.parquet"]
+    assert all(line.endswith(" bytes)") for line in lines[1:4])
+    assert 'load_dataset("someone/shapes", "shapes")' in out and "config_name: shapes" in out  # the card itself
+
+
+@pytest.mark.parametrize("command, says", [
+    ("generate", "--image-folder DIR --metaclass WORD instead of SETTING and --root"),
+    ("plan", "--image-folder DIR --metaclass WORD instead of SETTING and --root"),
+    ("train", "--test-folder DIR instead of SETTING: your test images"),
+])
+def test_help_says_how_to_use_your_own_images(capsys, command, says):
+    status, out, _ = _main(capsys, command, "--help")
+    assert status == 0 and "your own images:" in out and says in out

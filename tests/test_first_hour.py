@@ -1,6 +1,8 @@
-"""A new user's first hour (issue 19): the plan and bars of a run, warnings at the user's line, quiet libraries,
-and the wrapper following torchvision's conventions (repr, negative indices, targets, concepts, cache location)."""
+"""A new user's first hour (issues 19 and 25): the plan, its estimated time and the bars of a run, warnings at the
+user's line, quiet libraries, an offline preset, and the wrapper following torchvision's conventions (repr, negative
+indices, targets, concepts, cache location)."""
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -8,10 +10,16 @@ import pytest
 from torchvision import transforms
 from torchvision.datasets import FakeData, ImageFolder
 
+from diffii_datasets import DiffIIAugmented, DiffIIConfig
+from diffii_datasets.config import PRESETS, TINY_MODEL
 from diffii_datasets.diffusion.concepts import ConceptSet
 from diffii_datasets.hashing import image_digest
-from diffii_datasets.store import default_cache_dir
+from diffii_datasets.job import build_job
+from diffii_datasets.prepare import prepare
+from diffii_datasets.store import SyntheticStore, default_cache_dir
+from diffii_datasets.store.cache import store_path
 from tests.helpers.augment import FAST_CONFIG, make_dataset, make_wrapper
+from tests.helpers.cli import SAMPLE_DIR
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +35,14 @@ def test_prepare_shows_the_plan_then_a_bar_and_an_eta_per_stage_and_nothing_from
     config = FAST_CONFIG.replace(inversion_steps=8, denoising_steps=8, concept_train_steps=8)
     make_wrapper(make_dataset(), tmp_path, pipeline=tiny_pipe, config=config, progress=True).prepare()
     err = capfd.readouterr().err
-    plan = err[err.index("Diff-II plan:"):].splitlines()[:5]
+    plan = err[err.index("Diff-II plan:"):].splitlines()[:6]
     assert plan[0] == "Diff-II plan: 3 of 3 classes to generate; images at 32 px, concepts learned at 32 px"
     assert plan[1].split() == "concept learning 8 steps x batch 2 16 UNet evaluations (forward and backward)".split()
-    assert plan[2].split() == "DDIM inversion 6 images x 8 steps 48 UNet evaluations".split()
-    assert plan[3].split() == "generation 12 images x 8 steps x 2 (guidance 7.5) 192 UNet evaluations".split()
+    assert plan[2].split() == "DDIM inversion 6 real images x 8 steps 48 UNet evaluations".split()
+    assert plan[3].split() == "generation 12 synthetic images x 8 steps x 2 (guidance 7.5) 192 UNet evaluations".split()
     assert plan[4].split() == ["total", "256", "UNet", "evaluations"]
+    assert plan[5].startswith("  estimated time    about ") and "UNet time probed on cpu: concept step" in plan[5]
+    assert "\x1b" not in err  # stderr is not a terminal: whole lines, no cursor moves
     for bar in ("Learning concepts", "DDIM inversion: ", "generation: ", "12/12 img", "6/6 img", "img/s"):
         assert bar in err, bar
     for stage in ("concept learning", "DDIM inversion", "generation"):
@@ -65,19 +75,20 @@ class _Stop(Exception):
     pass
 
 
-def test_the_published_concept_steps_on_a_cpu_warn_with_the_measured_time(tmp_path, tiny_pipe, monkeypatch):
-    def learn_a_little(*args, callback, **kwargs):  # the first steps of 35,000, then stop
-        for step in range(1, 8):
-            callback(step, 0.0)
+def test_the_published_concept_steps_on_a_cpu_warn_with_the_estimate_before_they_start(tmp_path, tiny_pipe,
+                                                                                       monkeypatch):
+    def learn_a_little(*args, callback, **kwargs):  # stops before its first step
         raise _Stop
 
     monkeypatch.setattr("diffii_datasets.diffusion.concepts.learn_concepts", learn_a_little)
     wrapper = make_wrapper(make_dataset(), tmp_path, pipeline=tiny_pipe,
                            config=FAST_CONFIG.replace(concept_train_steps=35_000))
-    with pytest.warns(UserWarning, match=r"learning concepts for 35,000 steps \(the published recipe\) on a CPU "
-                                         r"will take about .* at the measured .*steps?/s") as caught:
+    expected = (r"this run will take about .* on a CPU \([\d,]+ UNet evaluations, the published 35,000 "
+                r"concept-learning steps among them\)\. Use a GPU .*--concept-train-steps.*"
+                r"DiffIIConfig.preset\(\"tiny\"\), --model tiny")
+    with pytest.warns(UserWarning, match=expected) as caught:
         with pytest.raises(_Stop):
-            wrapper.prepare()
+            wrapper.prepare()  # progress off: the probe runs for the warning alone
     (warning,) = [w for w in caught if "on a CPU" in str(w.message)]
     assert warning.filename == __file__
     monkeypatch.setattr("diffii_datasets.diffusion.concepts.learn_concepts", learn_a_little)
@@ -86,6 +97,48 @@ def test_the_published_concept_steps_on_a_cpu_warn_with_the_measured_time(tmp_pa
         with pytest.raises(_Stop):
             make_wrapper(make_dataset(), tmp_path, pipeline=tiny_pipe,
                          config=FAST_CONFIG.replace(concept_train_steps=2_000)).prepare()
+
+
+# -- offline in a minute: the tiny preset ---------------------------------------------------------------------------
+
+
+def test_the_tiny_preset_names_the_offline_model_and_the_knobs_of_a_cpu_minute():
+    tiny = DiffIIConfig.preset("tiny")
+    assert tiny.model == TINY_MODEL == "tiny" and tiny == DiffIIConfig(**PRESETS["tiny"])
+    assert (tiny.resolution, tiny.concept_resolution, tiny.concept_train_steps) == (32, 32, 20)
+    assert DiffIIConfig.preset("tiny", seed=3).seed == 3 and DiffIIConfig.preset("paper") == DiffIIConfig()
+    with pytest.raises(ValueError, match="preset must be one of 'paper', 'tiny', got 'small'"):
+        DiffIIConfig.preset("small")
+
+
+def test_the_quick_start_runs_offline_and_names_one_store_however_the_tiny_model_comes(tmp_path, tiny_pipe):
+    config = DiffIIConfig.preset("tiny", concept_train_steps=2, inversion_steps=3, denoising_steps=2)
+    train = DiffIIAugmented(ImageFolder(str(SAMPLE_DIR)), "shape", config=config, cache_dir=tmp_path,
+                            progress=False)
+    train.prepare()  # nothing passed but the preset: the tiny model is built, nothing downloaded
+    assert train.store.header.model == "tiny" and len(train.synthetic) == 24
+    by_pipeline = build_job(ImageFolder(str(SAMPLE_DIR)), "shape", config, pipeline=tiny_pipe)
+    assert store_path(tmp_path, by_pipeline.header()) == train.store.path  # what the CLI and the demo make
+
+
+def test_a_store_of_the_same_images_with_another_model_is_named_at_warning(tmp_path, caplog, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    dataset = make_dataset()
+    tiny = build_job(dataset, "shape", FAST_CONFIG.replace(model="tiny"))
+    SyntheticStore.create(store_path(tmp_path, tiny.header()), tiny.header()).close()
+    other = build_job(dataset, "shape", FAST_CONFIG.replace(model="someone/other-model"))
+    with caplog.at_level(logging.WARNING, logger="diffii_datasets.prepare"):
+        with pytest.raises(OSError, match="'someone/other-model' is not in the local Hugging Face cache and "
+                                          "downloads are disabled .*`hf download someone/other-model`"):
+            prepare(other, cache_dir=tmp_path, progress=False)
+    assert not [r for r in caplog.records if r.name.startswith("diffusers")]  # offline: the Hub is not tried
+    (record,) = [r for r in caplog.records if r.name == "diffii_datasets.prepare"]
+    assert record.getMessage().startswith(f"not reusing the store {store_path(tmp_path, tiny.header())}: it was made "
+                                          "from the same images with another model (model 'tiny' -> "
+                                          "'someone/other-model')")
+    assert "To use that store, pass its model 'tiny' (model=, --model)" in record.getMessage()
 
 
 # -- torchvision's conventions ----------------------------------------------------------------------------------------

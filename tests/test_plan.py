@@ -115,7 +115,7 @@ def test_a_stage_measures_its_own_working_time_and_announces_its_eta(caplog, mon
 
 
 def test_bars_show_whole_images_and_never_pass_their_total(capsys):
-    run = RunProgress(True)
+    run = RunProgress(True, terminal=True)
     stage = run.stage(GENERATION, 4, "image")
     for _ in range(50):
         stage.advance(4 / 50)  # float steps that sum to a little more than 4
@@ -124,6 +124,32 @@ def test_bars_show_whole_images_and_never_pass_their_total(capsys):
     run.close()
     err = capsys.readouterr().err
     assert "4/4 img" in err and "a line for the user" in err and "img/s" in err
+
+
+def test_without_a_terminal_progress_is_whole_lines_without_escape_codes(capsys, monkeypatch):
+    clock = iter(range(0, 10_000, 20))  # 20 s per step
+    monkeypatch.setattr("diffii_datasets.progress.time.perf_counter", lambda: float(next(clock)))
+    run = RunProgress(True)  # capsys's stderr is not a terminal
+    assert not run.terminal
+    inversion, generation = run.stage(INVERSION, 4, "image"), run.stage(GENERATION, 8, "image")
+    inversion.describe("red circle")
+    inversion.resume()
+    for _ in range(ETA_AFTER_STEPS + 2):
+        inversion.advance(0.5)
+    generation.resume()
+    for _ in range(4):
+        generation.advance(2)
+    run.close()
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err
+    assert err.splitlines() == [
+        "DDIM inversion: red circle: 1/4 img in 1 min 0 s (40.00 s/img)",  # a line per minute of its own work
+        "DDIM inversion: red circle: 3/4 img in 2 min 0 s (40.00 s/img)",
+        "ETA DDIM inversion: 40 s (1 more images at 40.00 s/image)",
+        "generation: 6/8 img in 1 min 0 s (10.00 s/img)",
+        "DDIM inversion: 3/4 img in 2 min 20 s (40.00 s/img)",  # at the end, each stage's total
+        "generation: 8/8 img in 1 min 20 s (10.00 s/img)",
+    ]
 
 
 def test_inversion_and_denoising_report_every_step_and_skip_the_pipelines_own_bar(tiny_pipe, monkeypatch):

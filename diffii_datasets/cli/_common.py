@@ -64,7 +64,7 @@ _METAVARS = {int: "INT", float: "FLOAT"}
 
 
 def _shown(value: Any) -> str:
-    return ",".join(value) if isinstance(value, tuple) else str(value)
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def knob_values(args: argparse.Namespace, knobs: Sequence[Knob]) -> dict[str, Any]:
@@ -81,7 +81,12 @@ def knob_values(args: argparse.Namespace, knobs: Sequence[Knob]) -> dict[str, An
 
 
 def open_store(path: str) -> SyntheticStore:
-    """The store at ``path``; a cache directory instead gets an error listing the stores inside it."""
+    """The store at ``path``; a cache directory instead gets an error listing the stores inside it.
+
+    A path that is no directory is refused before the store code (and torch) loads.
+    """
+    if not Path(path).expanduser().is_dir():
+        raise CommandError(f"{path}: no such store directory (generate prints the path of the store it made)")
     from diffii_datasets.store import StoreFormatError, SyntheticStore
 
     try:

@@ -1,4 +1,7 @@
-"""``diffii-datasets demo``: the method end to end on the bundled sample with the tiny offline model."""
+"""``diffii-datasets demo``: the method end to end on the bundled sample with the tiny offline model.
+
+Its config is ``DiffIIConfig.preset("tiny")`` (the same as ``generate --model tiny``), with three knobs as flags.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from diffii_datasets.config import DiffIIConfig
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
-DEMO_KNOBS = {"denoising_steps": 25, "concept_train_steps": 20, "expansion_rate": 2.0}
-"""The knobs the demo lets the user change (spelled as ``generate`` spells them) and the demo's values."""
+DEMO_KNOBS = ("denoising_steps", "concept_train_steps", "expansion_rate")
+"""The knobs the demo lets the user change (spelled as ``generate`` spells them); their values are the tiny preset's."""
 
 EPILOG = """examples:
   diffii-datasets demo
@@ -24,27 +27,24 @@ def add_commands(add_command: AddCommand) -> None:
     demo = add_command("demo", "run the method end to end on the bundled sample with the tiny offline model",
                        EPILOG, run_demo)
     demo.add_argument("--output-dir", default="demo-output", help="where to write the preview (default: %(default)s)")
-    add_knob_flags(demo, [item for item in DiffIIConfig.knobs() if item.name in DEMO_KNOBS], DEMO_KNOBS)
+    add_knob_flags(demo, [item for item in DiffIIConfig.knobs() if item.name in DEMO_KNOBS],
+                   {name: getattr(DiffIIConfig.preset("tiny"), name) for name in DEMO_KNOBS})
     demo.add_argument("-q", "--quiet", action="store_true", help="no plan, progress bars or library notices")
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    knobs = {**DEMO_KNOBS, **knob_values(args, DiffIIConfig.knobs())}  # checked before torch loads
-    # The tiny model's own size (32 px) for generation and for concept learning.
-    config = DiffIIConfig(resolution=32, concept_resolution=32, inversion_steps=50, concept_batch_size=4, batch_size=8,
-                          suffixes="builtin", **knobs)
+    config = DiffIIConfig.preset("tiny", **knob_values(args, DiffIIConfig.knobs()))  # checked before torch loads
 
     from torchvision.datasets import ImageFolder
 
     from diffii_datasets.augmented import DiffIIAugmented
     from diffii_datasets.preview import preview_store
-    from diffii_datasets.testing import tiny_pipeline
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     sample = ImageFolder(str(SAMPLE_DIR))
-    augmented = DiffIIAugmented(sample, "shape", config=config, pipeline=tiny_pipeline(seed=0),
-                                cache_dir=output_dir / "cache", progress=not args.quiet).prepare()
+    augmented = DiffIIAugmented(sample, "shape", config=config, cache_dir=output_dir / "cache",
+                                progress=not args.quiet).prepare()
     store, report = augmented.store, augmented.report
     path = output_dir / "preview.png"
     preview_store(store, per_class=4).save(path)

@@ -13,14 +13,17 @@ from diffii_datasets.quality.sweep import DEFAULT_SPLIT_RATIOS, SWEEP_IMAGES
 
 EPILOG_REPORT = """examples:
   diffii-datasets report stores/3f9c2a... -o report/
+  diffii-datasets report stores/<a store of your images, from generate --image-folder> -o report/
   diffii-datasets report stores/3f9c2a... -o report/ --classes 0,5,7 --device cuda
   diffii-datasets report demo-output/cache/<store> -o demo-output/report --tiny-models
 
 Writes report.json and report.html, one self-contained page (images inlined) to open
-in any browser. CLIP loads from the Hugging Face Hub and LPIPS's backbone from
-torchvision on first use; with HF_HUB_OFFLINE=1 both must already be cached, and the
-error names what is missing. --tiny-models uses tiny random-weight networks instead
-(the offline models of the demo and the tests): the numbers then mean nothing.
+in any browser. Any store works, your own images' (generate --image-folder) as well as
+a paper setting's: the real images it compares with are the store's own. CLIP loads
+from the Hugging Face Hub and LPIPS's backbone from torchvision on first use; with
+HF_HUB_OFFLINE=1 both must already be cached, and the error names what is missing.
+--tiny-models uses tiny random-weight networks instead (the offline models of the demo
+and the tests): the numbers then mean nothing.
 """
 
 EPILOG_SWEEP = """examples:
@@ -72,7 +75,10 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> QualitySettings:
-    return QualitySettings(**knob_values(args, QualitySettings.knobs()))
+    try:
+        return QualitySettings(**knob_values(args, QualitySettings.knobs()))
+    except (TypeError, ValueError) as error:  # knobs that are fine alone but not together
+        raise CommandError(str(error)) from None
 
 
 def _models(args: argparse.Namespace, settings: QualitySettings) -> Any:
@@ -90,11 +96,12 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from diffii_datasets.quality.report import report_store
-
-    settings = _settings(args)
+    settings = _settings(args)  # every check before torch loads
     store = open_store(args.store)
     classes = parse_classes(args.classes, store.header.classes)
+
+    from diffii_datasets.quality.report import report_store
+
     report = report_store(store, args.output_dir, models=_models(args, settings), settings=settings,
                           classes=classes, grid_images=args.grid_images, progress=not args.quiet)
     overall = report.overall

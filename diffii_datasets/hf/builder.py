@@ -113,6 +113,8 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         diffii_cache_dir: where the synthetic store lives (default: the wrapper's cache).
         device: where a pipeline loaded from ``model`` runs.
         progress: show progress bars while generating.
+        download: download a missing raw dataset under ``data_dir`` where torchvision can
+            (what a "Dataset not found ... download=True" error asks for).
         **kwargs: any ``DiffIIConfig`` field (``model``, ``expansion_rate``, ``split_ratio``,
             ``inversion_steps`` ...) and ``datasets.DatasetBuilder``'s own arguments
             (``cache_dir``, ``revision``, ``token`` ...).
@@ -143,9 +145,11 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         diffii_cache_dir: str | os.PathLike | None = None,
         device: Any = None,
         progress: bool = True,
+        download: bool = False,
         **kwargs: Any,
     ) -> None:
         get_setting(config_name)  # a ValueError listing the settings
+        _checks.check_bool(download, "download")
         if diffii_config is not None and not isinstance(diffii_config, DiffIIConfig):
             raise TypeError(f"diffii_config must be a DiffIIConfig, got {type(diffii_config).__name__}")
         overrides = {name: kwargs.pop(name) for name in _generation_knobs() if name in kwargs}
@@ -185,6 +189,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         self._diffii_cache_dir = diffii_cache_dir
         self._device = device
         self._progress = progress
+        self._download = download
         self._store: SyntheticStore | None = None
 
     @property
@@ -233,10 +238,11 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
             from diffii_datasets.released import load_released
 
             released = load_released(self.config.name, self.config.data_dir, revision=self.config.released,
-                                     cache_dir=self._diffii_cache_dir, progress=self._progress)
+                                     cache_dir=self._diffii_cache_dir, progress=self._progress,
+                                     download=self._download)
             splits = released.splits
         else:
-            splits = self.config.setting().load(self.config.data_dir, self.config.seed)
+            splits = self.config.setting().load(self.config.data_dir, self.config.seed, download=self._download)
         cache = Path(self._diffii_cache_dir) if self._diffii_cache_dir is not None else default_cache_dir()
         # a reopen reads no image when the files are unchanged (the scan cache)
         job = build_job(splits.train, splits.metaclass, self.config.diffii_config(), concepts=self._concepts,
@@ -380,9 +386,10 @@ def load(
 ) -> datasets.DatasetDict | datasets.Dataset:
     """One of the paper's settings as Hugging Face data: generated from ``data_dir`` or loaded from ``source``.
 
-    ``load("cub-5shot", data_dir="/data")`` generates (or reuses) the set;
+    ``load("cub-5shot", data_dir="/data")`` generates (or reuses) the set (``download=True``
+    fetches a missing raw dataset where torchvision can);
     ``load("cub-5shot", source="someone/diffii-cub")`` downloads a prebuilt one. Other
-    keyword arguments go to :class:`DiffIIBuilder` (``seed``, ``pipeline``, any Diff-II knob).
+    keyword arguments go to :class:`DiffIIBuilder` (``seed``, ``pipeline``, ``download``, any Diff-II knob).
     Returns a ``DatasetDict``, or one ``Dataset`` when ``split`` is given.
     """
     builder = DiffIIBuilder(config_name=name, source=None if source is None else str(source),

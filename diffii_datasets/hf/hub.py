@@ -14,16 +14,21 @@ from this package. Each config lives in its own ``data/<config>/`` folder and th
 README's ``configs``, ``dataset_info`` and ``diffii`` entries are merged by config
 name, so pushing (or exporting) one config leaves the others untouched.
 
-:func:`push_to_hub` exports into a temporary folder (starting from the repository's
+:func:`export_to_folder` writes the new folder beside the target and swaps it in at the
+end, so a killed export leaves the old folder as it was (or no folder), never a part of
+one. :func:`push_to_hub` exports into a temporary folder (starting from the repository's
 current README) and uploads exactly that folder; the token comes from ``token=`` or
 Hugging Face's usual sources (``HF_TOKEN``, ``hf auth login``) and is never logged.
+:func:`preview_push` writes that folder without a network or a token, to check a push.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import glob
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,13 +36,15 @@ from typing import Any
 
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import EntryNotFoundError
 
+from diffii_datasets._io import atomic_write, fsync_dir, process_gone, temp_owner
+from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.settings.base import FAMILIES, Setting, list_settings
 from diffii_datasets.hf.cards import GENERIC_CARD, render_card, resolve_card
 from diffii_datasets.hf.convert import checked_store_dataset_dict, open_store
 from diffii_datasets.hf.features import portable_arrow_schema
+from diffii_datasets.hf.names import check_config_name, check_repo_id
 from diffii_datasets.store import SyntheticStore
 
 logger = logging.getLogger(__name__)
@@ -48,13 +55,12 @@ __all__ = [
     "check_repo_id",
     "export_to_folder",
     "prebuilt_files",
+    "preview_push",
     "push_to_hub",
 ]
 
 DEFAULT_MAX_SHARD_SIZE = 500 * 1024 * 1024  # bytes of Arrow data per Parquet shard, as datasets' push
 ROWS_PER_ROW_GROUP = 100  # datasets' row group size for image sets: a reader fetches 100 images at a time
-CONFIG_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-REPO_ID_PATTERN = re.compile(r"[^/\s]+/[^/\s]+")
 CITATION = """@inproceedings{wang2025diffii,
   title     = {Inversion Circle Interpolation: Diffusion-based Image Augmentation for Data-scarce Classification},
   author    = {Wang, Yanghao and Chen, Long},
@@ -66,28 +72,6 @@ CITATION = """@inproceedings{wang2025diffii,
 def _paper_setting(config_name: str) -> Setting | None:
     """The paper setting a config is named after, or ``None`` for another name."""
     return next((setting for setting in list_settings() if setting.name == config_name), None)
-
-
-def check_config_name(config_name: Any) -> str:
-    """A config name ``datasets`` accepts and that is a plain folder name under ``data/``."""
-    if not isinstance(config_name, str) or not CONFIG_NAME_PATTERN.fullmatch(config_name) or config_name == "data":
-        raise ValueError(
-            f"config_name must start with a letter or digit and hold only letters, digits, '.', '_' and '-', "
-            f"and must not be 'data' (datasets forbids it; it also forbids any of <>:/\\|?*), got {config_name!r}; "
-            f"the paper's settings are {', '.join(s.name for s in list_settings())}")
-    return config_name
-
-
-def check_repo_id(repo_id: Any) -> str:
-    """A dataset repository id of the form ``namespace/name``."""
-    if not isinstance(repo_id, str) or not REPO_ID_PATTERN.fullmatch(repo_id):
-        raise ValueError(f"repo_id must be 'namespace/name' (a user or organisation, a slash, a repository name), "
-                         f"got {repo_id!r}")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(f"repo_id {repo_id!r} is not a valid Hugging Face repository id: {error}") from None
-    return repo_id
 
 
 def _card_template(card: str | os.PathLike | None, setting: Setting | None) -> tuple[Path, str]:
@@ -120,8 +104,9 @@ def _check_store_fits_setting(store: SyntheticStore, setting: Setting) -> None:
         raise ValueError(f"config_name {setting.name!r} allows at most {setting.shots} real images per class, but "
                          f"the store has classes with {max(header.real_counts)}")
     if header.num_classes != setting.num_classes:
-        logger.warning("%s has %d classes in the paper; this store has %d", setting.name, setting.num_classes,
-                       header.num_classes)
+        warn_at_caller(f"config_name {setting.name!r}: the paper's {setting.name} has {setting.num_classes} classes, "
+                       f"this store {header.num_classes}; the card will describe it as {setting.name} (pass another "
+                       "config_name, with card=, if it is not)")
 
 
 def _generation_record(store: SyntheticStore, config_name: str, family: str, setting: Setting | None,
@@ -186,6 +171,8 @@ def _write_parquet(dataset: datasets.Dataset, path: Path) -> None:
     with pq.ParquetWriter(str(path), portable_arrow_schema(dataset.features), **options) as writer:
         for start in range(0, len(dataset), ROWS_PER_ROW_GROUP):
             writer.write_table(rows[start:start + ROWS_PER_ROW_GROUP])
+    with open(path, "rb") as handle:  # on disk before the export is swapped in
+        os.fsync(handle.fileno())
 
 
 def _write_shards(dataset: datasets.Dataset, directory: Path, split: str, max_shard_size: int) -> list[Path]:
@@ -218,6 +205,12 @@ def export_to_folder(
     already declared in ``folder/README.md`` with this one, so several configs
     exported into one folder all load with ``datasets.load_dataset(folder, name)``.
 
+    Atomic: the new folder (the old one's other files hard-linked, or copied, into it) is
+    written beside ``folder`` as ``.<name>.export-<pid>`` and swapped in at the end (one
+    ``renameat2`` exchange on Linux, two renames elsewhere), so a killed export leaves the
+    old folder whole; its leftovers are removed by the next export into ``folder``. So
+    ``folder`` may not hold the current directory.
+
     Args:
         source: a complete store (see :func:`~diffii_datasets.hf.open_store`); an
             incomplete one is refused with the classes still missing.
@@ -243,8 +236,107 @@ def export_to_folder(
     store = open_store(source)
     if setting is not None:
         _check_store_fits_setting(store, setting)
-    return _export(store, Path(folder), config_name, setting, template, family, test_dataset, repo_id,
-                   max_shard_size, cache_dir)
+    folder = Path(folder).expanduser().resolve()
+    if folder == Path.cwd() or folder in Path.cwd().parents:
+        raise ValueError(f"folder {str(folder)!r} holds the current directory: an export replaces the whole folder "
+                         "when it is written, so pass a folder outside it (e.g. ../<name> after cd ..)")
+    _sweep_leftovers(folder)
+    staging = _staging_copy(folder, config_name)
+    try:
+        written = _export(store, staging, config_name, setting, template, family, test_dataset, repo_id,
+                          max_shard_size, cache_dir)
+        _swap_in(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [folder / path.relative_to(staging) for path in written]
+
+
+def _staging_name(folder: Path, kind: str) -> Path:
+    return folder.with_name(f".{folder.name}.{kind}-{os.getpid()}")
+
+
+def _sweep_leftovers(folder: Path) -> None:
+    """Remove what killed exports into ``folder`` left beside it (only those whose process is gone).
+
+    An old folder set aside by a swap that did not finish (``.<name>.old-<pid>``, on a system
+    without an atomic exchange) is put back when ``folder`` is missing.
+    """
+    if not folder.parent.is_dir():
+        return
+    for path in folder.parent.glob(f".{glob.escape(folder.name)}.*-*"):
+        kind = path.name[len(folder.name) + 2:].rsplit("-", 1)[0]
+        owner = temp_owner(path.name)
+        if kind not in ("export", "old") or owner is None or not process_gone(owner):
+            continue
+        if kind == "old" and not folder.exists():
+            os.rename(path, folder)
+            logger.warning("put back %s, set aside by an export that was killed while swapping it", folder)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _staging_copy(folder: Path, config_name: str) -> Path:
+    """A new folder beside ``folder`` holding its files (hard links where possible) except ``data/<config_name>``."""
+    staging = _staging_name(folder, "export")
+    if staging.exists():  # this process's own, from an export that could not clean up
+        shutil.rmtree(staging)
+    if not folder.exists():
+        staging.mkdir(parents=True)
+        return staging
+    if not folder.is_dir():
+        raise NotADirectoryError(f"folder {str(folder)!r} is a file, not an export folder: pass a folder")
+    replaced = folder / "data" / config_name
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        return [name for name in names if Path(directory) / name == replaced]
+
+    shutil.copytree(folder, staging, symlinks=True, ignore=ignore, copy_function=_link_or_copy)
+    return staging
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (the export never writes into an existing file, so the old folder stays as it was), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """``staging`` becomes ``folder``; the old ``folder`` (if any) is removed."""
+    fsync_dir(staging)
+    if not folder.exists():
+        os.rename(staging, folder)
+    elif _exchange(staging, folder):
+        shutil.rmtree(staging)  # the old folder now
+    else:
+        old = _staging_name(folder, "old")
+        os.rename(folder, old)
+        os.rename(staging, folder)
+        shutil.rmtree(old)
+    fsync_dir(folder.parent)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd = -100
+    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (38, 22, 95):  # ENOSYS, EINVAL (filesystem without it), EOPNOTSUPP
+        return False
+    raise OSError(errno, os.strerror(errno), str(second))
 
 
 def _export(store: SyntheticStore, folder: Path, config_name: str, setting: Setting | None, template: Path,
@@ -292,7 +384,7 @@ def _export(store: SyntheticStore, folder: Path, config_name: str, setting: Sett
     }
     rendered = render_card(template, card_data, context)
     readme = folder / "README.md"
-    rendered.save(readme)
+    atomic_write(readme, str(rendered).encode("utf-8"))  # a new file: never through a hard link of the old one
     logger.info("exported config %s (%s) to %s", config_name, ", ".join(f"{k}: {v}" for k, v in rows.items()), folder)
     return written + [readme]
 
@@ -360,17 +452,11 @@ def push_to_hub(
     """
     from huggingface_hub import get_token
 
-    check_repo_id(repo_id)
-    check_config_name(config_name)
     if not isinstance(private, bool):
         raise TypeError(f"private must be a bool, got {type(private).__name__}")
     if token is not None and (not isinstance(token, str) or not token):
         raise TypeError("token must be a non-empty string or None (None: HF_TOKEN or `hf auth login`)")
-    store = open_store(source)  # refuse an incomplete store before any network call
-    setting = _paper_setting(config_name)
-    template, family = _card_template(card, setting)
-    if setting is not None:
-        _check_store_fits_setting(store, setting)
+    store, setting, template, family = _checked_push(source, repo_id, config_name, card)  # before any network call
     if token is None and get_token() is None:
         raise RuntimeError("no Hugging Face token found: pass token= (--token on the command line), "
                            "set HF_TOKEN, or run `hf auth login`")
@@ -394,3 +480,41 @@ def push_to_hub(
             parent_commit=parent,
         )
     return commit.commit_url
+
+
+def _checked_push(source: Any, repo_id: str, config_name: str, card: str | os.PathLike | None
+                  ) -> tuple[SyntheticStore, Setting | None, Path, str]:
+    """What a push checks before any network call: the names, the store (complete, fitting the config), the card."""
+    check_repo_id(repo_id)
+    check_config_name(config_name)
+    store = open_store(source)
+    setting = _paper_setting(config_name)
+    template, family = _card_template(card, setting)
+    if setting is not None:
+        _check_store_fits_setting(store, setting)
+    return store, setting, template, family
+
+
+def preview_push(
+    source: Any,
+    repo_id: str,
+    config_name: str,
+    folder: str | os.PathLike,
+    *,
+    test_dataset: Any = None,
+    card: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Write into ``folder`` what :func:`push_to_hub` would upload, with no network and no token; return the files.
+
+    The same checks as a push, the same files: this config's shards and the card
+    (``README.md``), which names ``repo_id`` in its loading example. One difference: a
+    push merges the repository's current README (its other configs) into the card, which
+    needs the network; here the card starts from none. ``folder`` must be new or empty.
+    """
+    store, setting, template, family = _checked_push(source, repo_id, config_name, card)
+    folder = Path(folder).expanduser()
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ValueError(f"folder {str(folder)!r} must be new or empty: it receives exactly what a push uploads")
+    return _export(store, folder, config_name, setting, template, family, test_dataset, repo_id,
+                   DEFAULT_MAX_SHARD_SIZE, cache_dir)

@@ -153,6 +153,10 @@ def tiny_pipeline(
     LoRA targets and released key names exist, and images are ``2 * sample_size``
     pixels wide. The scheduler mirrors SD-1.5's. The same ``seed`` gives the same
     weights bit for bit, and the global RNG is left untouched.
+
+    With the default arguments the pipeline is named ``"tiny"``
+    (:data:`~diffii_datasets.config.TINY_MODEL`, what ``--model tiny`` loads), so a store
+    made with it names the same model whether the pipeline was passed or loaded by name.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -197,7 +201,12 @@ def tiny_pipeline(
                 pad_token_id=tokenizer.pad_token_id,
             )
         )
-    return _assemble(unet, vae, text_encoder, tokenizer, torch_dtype, device)
+    pipe = _assemble(unet, vae, text_encoder, tokenizer, torch_dtype, device)
+    if (seed, sample_size, torch_dtype) == (0, 16, torch.float32):
+        from diffii_datasets.config import TINY_MODEL
+
+        pipe.register_to_config(_name_or_path=TINY_MODEL)
+    return pipe
 
 
 # Stable Diffusion 1.5's architecture ("sd15": the real sizes, 512 px) and a scaled-down copy ("small", 256 px)

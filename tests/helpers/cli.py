@@ -20,6 +20,12 @@ CLASSES = {
 CLASS_NAMES = ["Black footed Albatross", "Laysan Albatross", "Sooty Albatross"]
 EXPECTED_COUNTS = [4, 4, 2]
 
+SAMPLE_DIR = ROOT / "diffii_datasets" / "data" / "sample"
+"""The bundled sample: 3 classes x 4 images in the ImageFolder layout (your own images, as --image-folder takes)."""
+OWN_FLAGS = ["--image-folder", str(SAMPLE_DIR), "--metaclass", "shape", "--model", "tiny", "--device", "cpu",
+             "--concept-train-steps", "2", "--inversion-steps", "3", "--denoising-steps", "2", "--expansion-rate", "1"]
+"""generate's flags for the sample as your own images, with the offline tiny model and a few steps."""
+
 FAST_FLAGS = [
     "--resolution", "32", "--expansion-rate", "2", "--inversion-steps", "4", "--denoising-steps", "3",
     "--batch-size", "4", "--concept-train-steps", "3", "--concept-batch-size", "2",

@@ -43,9 +43,10 @@ def test_one_builder_config_per_paper_setting():
     assert all(item.name not in signature.parameters for item in DiffIIConfig.knobs())  # keywords, derived
     builder = DiffIIBuilder(config_name="cub-5shot", concept_lora_rank=4, split_ratio=0.5, seed=2)
     assert builder.config.diffii == {"concept_lora_rank": 4, "split_ratio": 0.5}
-    assert builder.config.diffii_config() == DiffIIConfig(concept_lora_rank=4, split_ratio=0.5, seed=2)
-    with pytest.raises(ValueError, match="^concept_lora_rank must be a positive int, got 0"):
-        DiffIIBuilder(config_name="cub-5shot", concept_lora_rank=0)
+    assert builder.config.diffii_config() == DiffIIConfig(concept_lora_rank=4, split_ratio=0.5, seed=2,
+                                                          suffixes="builtin:bird")  # the setting's own list
+    with pytest.raises(ValueError, match="^concept_lora_rank must be a non-negative int, got -1"):
+        DiffIIBuilder(config_name="cub-5shot", concept_lora_rank=-1)
     ratios = {s.name: s.split_ratio for s in list_settings()}
     assert ratios["cub-5shot"] == 0.3 and ratios["pet-10shot"] == 0.1 and ratios["flower-lt-if20"] == 1.0
 
@@ -183,3 +184,22 @@ def test_a_loaded_pipeline_reaches_the_same_store(cub_build, tmp_path):
     builder.download_and_prepare()
     assert builder.store.path == cub_build.store.path
     assert raw_rows(builder.as_dataset(split="synthetic")) == raw_rows(cub_build.dataset["synthetic"])
+
+
+def test_load_takes_download_as_the_missing_dataset_error_says(monkeypatch, tmp_path):
+    from diffii_datasets.settings.base import Setting
+
+    asked = {}
+
+    def missing(self, root, seed=0, **kwargs):
+        asked.update(kwargs)
+        raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+
+    monkeypatch.setattr(Setting, "load", missing)
+    for download in (False, True):
+        with pytest.raises(RuntimeError, match="download=True"):
+            diffii_datasets.load("cub-5shot", data_dir=str(tmp_path / "raw"), cache_dir=str(tmp_path / "hf"),
+                                 diffii_cache_dir=str(tmp_path / "stores"), download=download, progress=False)
+        assert asked["download"] is download  # the keyword the hint names reaches the dataset
+    with pytest.raises(TypeError, match="download must be a bool"):
+        DiffIIBuilder(config_name="cub-5shot", data_dir=str(tmp_path), download="yes")

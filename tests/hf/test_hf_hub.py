@@ -29,7 +29,8 @@ from diffii_datasets.hf.cards import render_card, resolve_card
 from diffii_datasets.hf.hub import CITATION
 from tests.helpers.hf import CLASS_NAMES
 
-pytestmark = pytest.mark.filterwarnings("ignore:few_shot:UserWarning")  # the fake CUB has fewer than 5 shots
+pytestmark = [pytest.mark.filterwarnings("ignore:few_shot:UserWarning"),  # the fake CUB has fewer than 5 shots
+              pytest.mark.filterwarnings("ignore:config_name 'cub-:UserWarning")]  # and 3 classes, not 200
 
 REPO = "someone/diffii-cub"
 TOKEN = "hf_NotARealTokenButSecret0123456789"
@@ -321,3 +322,11 @@ def test_missing_templates_give_a_clear_error(cub_build, tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFII_HUB_CARDS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="DIFFII_HUB_CARDS=.* does not hold the card templates"):
         export_to_folder(cub_build.store, tmp_path / "out", "cub-5shot")
+
+
+def test_a_store_published_under_a_setting_with_other_classes_warns_at_the_callers_line(cub_build, tmp_path):
+    expected = (r"config_name 'cub-5shot': the paper's cub-5shot has 200 classes, this store 3; .* \(pass another "
+                r"config_name, with card=, if it is not\)")
+    with pytest.warns(UserWarning, match=expected) as caught:
+        export_to_folder(cub_build.store, tmp_path / "export", "cub-5shot", cache_dir=tmp_path / "cache")
+    assert [w.filename for w in caught if "200 classes" in str(w.message)] == [__file__]
