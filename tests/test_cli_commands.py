@@ -521,18 +521,20 @@ def test_every_data_command_takes_the_same_data_flags():
 def test_workers_are_at_most_the_cpus(monkeypatch):
     import warnings
 
-    from diffii_datasets.cli.train import DEFAULT_WORKERS, _workers
+    from diffii_datasets.classify.data import DEFAULT_WORKERS, loader_workers
+    from diffii_datasets.cli import cli_wording
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert DEFAULT_WORKERS > 2 and _workers(argparse.Namespace(workers=None)) == 2
-    assert _workers(argparse.Namespace(workers=1)) == 1
-    with pytest.warns(UserWarning, match="--workers 8: this machine has 2 CPUs, 2; starting 2 data-loading"):
-        assert _workers(argparse.Namespace(workers=8)) == 2
+    assert DEFAULT_WORKERS > 2 and loader_workers(None) == 2
+    assert loader_workers(1) == 1
+    with pytest.warns(UserWarning, match="workers=8: this machine has 2 CPUs, 2; starting 2 data-loading") as caught:
+        assert loader_workers(8) == 2
+    assert cli_wording(str(caught[0].message)).startswith("--workers 8: this machine has 2 CPUs")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on this machine: one CPU each
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert _workers(argparse.Namespace(workers=None)) == 1 and _workers(argparse.Namespace(workers=4)) == 1
+        assert loader_workers(None) == 1 and loader_workers(4) == 1
 
 
 # -- push --dry-run ------------------------------------------------------------------------------------------------

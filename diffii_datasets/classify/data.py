@@ -14,6 +14,7 @@ target as a vector (one-hot for real images), so that its batches collate;
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,14 +24,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
 
 from diffii_datasets import _checks
+from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.augmented import DiffIIAugmented
 from diffii_datasets.classify.recipes import Recipe
 from diffii_datasets.base_dataset import DEFAULT_COLUMNS, parse_item
 from diffii_datasets.distributed import World
 from diffii_datasets.store import SyntheticStore
 
-__all__ = ["PROBABILITY_TOLERANCE", "Transformed", "collate_training", "epoch_loader", "epoch_seed",
-           "joint_training_set", "shard_loader", "training_target"]
+__all__ = ["DEFAULT_WORKERS", "PROBABILITY_TOLERANCE", "Transformed", "collate_training", "epoch_loader", "epoch_seed",
+           "joint_training_set", "loader_workers", "shard_loader", "training_target"]
 
 PROBABILITY_TOLERANCE = 1e-4
 """How far from 1 the sum of a soft target may be (float32 sums of a few hundred classes are far closer)."""
@@ -121,7 +123,31 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def epoch_loader(dataset: Any, recipe: Recipe, world: World, epoch: int, workers: int) -> DataLoader:
+DEFAULT_WORKERS = 4
+"""Data-loading processes per rank unless told otherwise (fewer on a machine with fewer CPUs)."""
+
+
+def loader_workers(requested: int | None) -> int:
+    """``requested`` data-loading processes (``None``: :data:`DEFAULT_WORKERS`), at most the CPUs each rank of this
+    machine has; asking for more warns and starts that many."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    ranks_here = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
+    limit = max(cpus // ranks_here, 1)
+    if requested is None:
+        return min(DEFAULT_WORKERS, limit)
+    _checks.check_int(requested, "workers", minimum=0)
+    if requested > limit:
+        per_rank = f" for each of its {ranks_here} ranks" if ranks_here > 1 else ""
+        warn_at_caller(f"workers={requested}: this machine has {cpus} CPUs, {limit}{per_rank}; starting {limit} "
+                       f"data-loading processes (ask for {limit} or fewer to silence this)")
+        return limit
+    return requested
+
+
+def epoch_loader(dataset: Any, recipe: Recipe, world: World, epoch: int, workers: int | None) -> DataLoader:
     """This rank's loader for ``epoch`` (from 0): its part of a seeded shuffle, ``batch_size // world.size`` a batch."""
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
@@ -129,9 +155,9 @@ def epoch_loader(dataset: Any, recipe: Recipe, world: World, epoch: int, workers
     sampler.set_epoch(epoch)
     seed = epoch_seed(recipe.seed, epoch, world.rank)
     torch.manual_seed(seed)  # augmentations drawn in this process (workers=0)
-    return DataLoader(dataset, batch_size=recipe.batch_size // world.size, sampler=sampler, num_workers=workers,
-                      pin_memory=world.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
-                      collate_fn=collate_training)
+    return DataLoader(dataset, batch_size=recipe.batch_size // world.size, sampler=sampler,
+                      num_workers=loader_workers(workers), pin_memory=world.device.type == "cuda",
+                      generator=torch.Generator().manual_seed(seed), collate_fn=collate_training)
 
 
 def collate_training(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,8 +177,8 @@ def collate_training(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
     return images, _probabilities(torch.stack(targets), "a soft target of train_set")
 
 
-def shard_loader(dataset: Any, batch_size: int, world: World, workers: int) -> DataLoader:
+def shard_loader(dataset: Any, batch_size: int, world: World, workers: int | None) -> DataLoader:
     """This rank's share of ``dataset`` for evaluation: items ``rank, rank + size, ...``, unpadded, in order."""
     shard = Subset(dataset, range(world.rank, len(dataset), world.size))
-    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=loader_workers(workers),
                       pin_memory=world.device.type == "cuda")

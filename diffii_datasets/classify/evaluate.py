@@ -48,7 +48,7 @@ def _count(keys: list[int], correct: list[bool], size: int) -> list[int]:
     return counts
 
 
-def evaluate(model: Any, dataset: Any, *, batch_size: int, world: World | None = None, workers: int = 0,
+def evaluate(model: Any, dataset: Any, *, batch_size: int, world: World | None = None, workers: int | None = 0,
              autocast_dtype: torch.dtype | None = None) -> Evaluation:
     """Predict every item of ``dataset`` (yielding ``(tensor, label)``) with ``model`` on ``world.device``.
 

@@ -158,7 +158,7 @@ def train_setting(
     subset_seed: int = 0,
     profile: str = "exponential",
     world: World | None = None,
-    workers: int = 4,
+    workers: int | None = None,
     progress: bool = True,
     download: bool = False,
     subset: str = "drawn",
@@ -202,8 +202,8 @@ def train_setting(
 
 def train_runs(train_set: Any, test: Any, recipe: Recipe, *, output_dir: str | Path, seeds: Sequence[int],
                store: SyntheticStore | None = None, setting: str | None = None, backbone: str | None = None,
-               method: str | None = None, validation: Any = None, world: World | None = None, workers: int = 4,
-               progress: bool = True) -> dict[str, Any]:
+               method: str | None = None, validation: Any = None, world: World | None = None,
+               workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """One run per seed, scored on ``test``; the report over them (written on rank 0 as ``report.json``).
 
     The runs train on ``train_set``, or with a ``store`` on its joint-training set (the store's real
@@ -231,7 +231,7 @@ def train_runs(train_set: Any, test: Any, recipe: Recipe, *, output_dir: str | P
 
 
 def evaluate_setting(setting: str, *, root: str | Path | None, output_dir: str | Path, world: World | None = None,
-                     workers: int = 4, download: bool = False, subset: str = "drawn",
+                     workers: int | None = None, download: bool = False, subset: str = "drawn",
                      released_from: str | Path | None = None) -> dict[str, Any]:
     """Score the final weights of every run in ``output_dir`` on ``setting``'s test split; the report of that.
 

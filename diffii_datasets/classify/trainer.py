@@ -75,7 +75,7 @@ def train(
     output_dir: str | Path | None = None,
     world: World | None = None,
     device: str | None = None,
-    workers: int = 4,
+    workers: int | None = None,
     progress: bool = True,
     apply_transforms: bool = True,
     download: bool = True,
@@ -101,7 +101,7 @@ def train(
     recipe = Recipe() if recipe is None else recipe
     if not isinstance(recipe, Recipe):
         _checks.fail(TypeError, "recipe", "a Recipe (classify.recipe_for(...) or Recipe(...))", recipe)
-    workers = _checks.check_int(workers, "workers", minimum=0)
+    workers = None if workers is None else _checks.check_int(workers, "workers", minimum=0)
     for value, name in ((progress, "progress"), (apply_transforms, "apply_transforms"), (download, "download")):
         _checks.check_bool(value, name)
     if world is None:
@@ -184,7 +184,7 @@ class _Trainer:
 
     def __init__(self, train_set: Any, test_set: Any, validation_set: Any, recipe: Recipe, classes: list[str],
                  groups: tuple[list[int], list[str]] | None, output_dir: str | Path | None, world: World,
-                 workers: int, progress: bool, download: bool) -> None:
+                 workers: int | None, progress: bool, download: bool) -> None:
         self.train_set, self.test_set, self.validation_set = train_set, test_set, validation_set
         self.recipe, self.classes, self.groups = recipe, classes, groups
         self.output_dir = None if output_dir is None else Path(output_dir)

@@ -59,6 +59,7 @@ ERROR, transformers 5 checks a tensor-parallel plan and warns that no layer was 
 _CLI_WORDING = (
     (re.compile(r"\bdownload=True\b"), "--download"),
     (re.compile(r"(?<![\w/.-])cache_dir(?![\w/.-])"), "--cache-dir"),
+    (re.compile(r"\bworkers=(\d+)"), r"--workers \1"),
 )
 
 
@@ -191,7 +192,7 @@ class _OneFormat(logging.Formatter):
 
 def _show_warning(head: str, message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: TextIO | None = None, line: str | None = None) -> None:
-    print(f"{head}: warning: {message}", file=file or sys.stderr)
+    print(f"{head}: warning: {cli_wording(str(message))}", file=file or sys.stderr)
 
 
 INTERRUPTED = "interrupted; rerun the same command to resume"

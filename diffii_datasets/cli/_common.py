@@ -31,6 +31,14 @@ class CommandError(Exception):
     """A problem with the user's input or data, reported as one line without a traceback."""
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a positive integer."""
     value = int(text)

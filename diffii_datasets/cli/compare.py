@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 from diffii_datasets._knobs import Knob
 from diffii_datasets.classify.recipes import BACKBONES, OOD_SETTING, SAMPLE_SETTING, Recipe, recipe_settings
 from diffii_datasets.classify.report import FIGURE_LABELS
-from diffii_datasets.cli._common import AddCommand, CommandError, add_knob_flags, knob_values
+from diffii_datasets.cli._common import AddCommand, CommandError, add_knob_flags, knob_values, non_negative_int
 from diffii_datasets.cli.data import check_image_folder
 from diffii_datasets.compare import CLASSIFIER_METHODS, COMPARISON_FILES, TABLES, OwnData, known_methods, \
     table_settings
@@ -104,7 +103,8 @@ def add_commands(add_command: AddCommand) -> None:
     command.add_argument("--dry-run", action="store_true", help="list the stores and runs with what they still cost; "
                                                                 "run nothing")
     command.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")
-    command.add_argument("--workers", type=int, help="data-loading processes per rank (default: 4, at most the CPUs)")
+    command.add_argument("--workers", type=non_negative_int,
+                         help="data-loading processes per rank (default: 4, at most the CPUs a rank has)")
     command.add_argument("-q", "--quiet", action="store_true", help="no plans or progress bars")
     add_knob_flags(command.add_argument_group("methods", "knobs of the methods' configs, each applied to the methods "
                                                          "that declare it; defaults: each method's, with the "
@@ -239,14 +239,6 @@ def _configs(args: argparse.Namespace, making: list[str]) -> dict[str, Any]:
     return configs
 
 
-def _workers(args: argparse.Namespace) -> int:
-    if args.workers is not None:
-        if args.workers < 0:
-            raise CommandError(f"--workers must be 0 or more, got {args.workers}")
-        return args.workers
-    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 def comparison_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`~diffii_datasets.compare.compare` a command line gives (the data as
     settings and the column name of one's own images, read later); checks everything that needs no torch."""
@@ -276,7 +268,7 @@ def comparison_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_compare(args: argparse.Namespace) -> int:
     options = comparison_options(args)  # checked before torch loads
-    workers = _workers(args)
+    workers = args.workers
 
     from diffii_datasets.compare import compare, plan_comparison
     from diffii_datasets.distributed import distributed_world

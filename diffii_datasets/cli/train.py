@@ -10,13 +10,12 @@ CUB recipe, :data:`OWN_DATA_RECIPE`).
 from __future__ import annotations
 
 import argparse
-import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 from diffii_datasets.classify.recipes import BACKBONES, SAMPLE_SETTING, Recipe, recipe_for, recipe_settings
-from diffii_datasets.cli._common import AddCommand, CommandError, add_knob_flags, knob_values, open_store
+from diffii_datasets.cli._common import (AddCommand, CommandError, add_knob_flags, knob_values, non_negative_int,
+                                         open_store)
 from diffii_datasets.cli.data import add_test_folder, check_image_folder
 from diffii_datasets.cli.released import add_released_from_flag, check_released_from
 
@@ -67,8 +66,6 @@ may be another setting's, e.g. Waterbirds after cub-5shot) and writes
 """
 
 _TRAIN_KNOBS = [item for item in Recipe.knobs() if item.name != "seed"]  # --seeds gives the seeds
-DEFAULT_WORKERS = 4
-"""Data-loading processes per rank unless --workers says otherwise (fewer on a machine with fewer CPUs)."""
 OWN_DATA_RECIPE = "cub-5shot"
 """The published recipe your own images are trained with (that of --backbone): the paper's few-shot CUB one."""
 _VARYING = ("model", "weights", "image_size", "resize", "transforms", "epochs", "batch_size", "lr",
@@ -86,13 +83,6 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
-    return value
-
-
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
@@ -107,9 +97,9 @@ def _common(command: argparse.ArgumentParser, own_data: bool) -> None:
     command.add_argument("--root", help="folder holding the datasets in torchvision's layouts (not needed for "
                                         "sample: its test images are drawn on the spot)")
     command.add_argument("--output-dir", required=True, help="where each seed's run and the report are written")
-    command.add_argument("--workers", type=_non_negative_int,
-                         help=f"data-loading processes per rank, at most the CPUs a rank has (default: "
-                              f"{DEFAULT_WORKERS}, or fewer on a machine with fewer CPUs)")
+    command.add_argument("--workers", type=non_negative_int,
+                         help="data-loading processes per rank, at most the CPUs a rank has (default: 4, or fewer on "
+                              "a machine with fewer CPUs)")
     command.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")
     command.add_argument("--download", action="store_true", help="download a missing dataset where torchvision can")
     command.add_argument("--per-class", action="store_true", help="also print every class's accuracy")
@@ -215,29 +205,11 @@ def _recipe(args: argparse.Namespace) -> Recipe:
     return recipe.replace(**changes)
 
 
-def _workers(args: argparse.Namespace) -> int:
-    """``--workers``, at most the CPUs each rank of this machine has (a warning says so when it was more)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    limit = max(cpus // max(ranks_here, 1), 1)
-    if args.workers is None:
-        return min(DEFAULT_WORKERS, limit)
-    if args.workers > limit:
-        per_rank = f" for each of its {ranks_here} ranks" if ranks_here > 1 else ""
-        warnings.warn(f"--workers {args.workers}: this machine has {cpus} CPUs, {limit}{per_rank}; starting "
-                      f"{limit} data-loading processes (pass --workers {limit} or fewer to silence this)")
-        return limit
-    return args.workers
-
-
 def run_train(args: argparse.Namespace) -> int:
     _check_own_data(args)  # checked before torch loads
     recipe = _recipe(args)
     _check_root_exists(args)
-    workers = _workers(args)
+    workers = args.workers
     store = open_store(args.store) if args.store is not None else None
 
     from diffii_datasets.classify.protocol import describe_test_split, train_setting
@@ -283,7 +255,7 @@ def _train_own_data(args: argparse.Namespace, recipe: Recipe, store: Any, world:
 def run_evaluate(args: argparse.Namespace) -> int:
     _check_root(args)  # checked before torch loads
     _check_root_exists(args)
-    workers = _workers(args)
+    workers = args.workers
     output = Path(args.output_dir).expanduser()
     if not any(output.glob("seed-*")):
         raise CommandError(f"--output-dir {args.output_dir} holds no run (seed-*/): pass the --output-dir of a "

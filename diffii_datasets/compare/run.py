@@ -43,7 +43,7 @@ def compare(
     download: bool = False,
     device: str | None = None,
     world: World | None = None,
-    workers: int = 4,
+    workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Make each method's synthetic set, train each method under the same recipe, write the table; the table.
@@ -84,11 +84,11 @@ def compare(
     return run_comparison(planned or plan(), world=world, workers=workers, progress=progress)
 
 
-def run_comparison(plan: ComparisonPlan, *, world: World, workers: int = 4, progress: bool = True
+def run_comparison(plan: ComparisonPlan, *, world: World, workers: int | None = None, progress: bool = True
                    ) -> dict[str, Any]:
     """Run ``plan`` (:func:`plan_comparison`): each store before the first run that reads it, the files after each
     group of runs; the comparison document (see :func:`compare`)."""
-    workers = _checks.check_int(workers, "workers", minimum=0)
+    workers = None if workers is None else _checks.check_int(workers, "workers", minimum=0)
     opened: dict[Path, Any] = {}
     accuracies: dict[tuple[str, str, str], list[float]] = {}
     reports: dict[int, str] = {}
@@ -120,7 +120,7 @@ def _prepare(job: PreparationJob, cache: Path, world: World, progress: bool) -> 
     return SyntheticStore.open(report.store.path)
 
 
-def _train(plan: ComparisonPlan, run: PlannedRun, store: Any, world: World, workers: int,
+def _train(plan: ComparisonPlan, run: PlannedRun, store: Any, world: World, workers: int | None,
            progress: bool) -> dict[str, Any]:
     from diffii_datasets.classify.protocol import train_runs, train_setting
 

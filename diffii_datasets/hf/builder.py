@@ -98,10 +98,6 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
 
     Args:
         config_name: one of the settings of :func:`~diffii_datasets.settings.list_settings`.
-        data_dir: the raw data root to generate from (see :class:`DiffIIBuilderConfig`).
-        source: a Hub repository id or a local export folder to load a prebuilt set from
-            instead; then no generation knob may be passed.
-        seed: draws the real subset and seeds generation (default 0).
         pipeline: a ready ``StableDiffusionPipeline`` (default: ``model`` is loaded when
             something must be generated).
         concepts: ready-made class concepts (:class:`~diffii_datasets.diffusion.ConceptSet`).
@@ -115,9 +111,12 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         progress: show progress bars while generating.
         download: download a missing raw dataset under ``data_dir`` where torchvision can
             (what a "Dataset not found ... download=True" error asks for).
-        **kwargs: any ``DiffIIConfig`` field (``model``, ``expansion_rate``, ``split_ratio``,
-            ``inversion_steps`` ...) and ``datasets.DatasetBuilder``'s own arguments
-            (``cache_dir``, ``revision``, ``token`` ...).
+        **kwargs: the fields of :class:`DiffIIBuilderConfig`: ``data_dir`` (the raw data root to
+            generate from), ``source`` (a Hub repository id or a local export folder to load a
+            prebuilt set from instead; then no generation knob may be passed), ``seed`` (draws the
+            real subset and seeds generation, default 0) ...; any ``DiffIIConfig`` field (``model``,
+            ``expansion_rate``, ``split_ratio``, ``inversion_steps`` ...); and
+            ``datasets.DatasetBuilder``'s own arguments (``cache_dir``, ``revision``, ``token`` ...).
 
     The ``datasets`` cache is keyed by these arguments: after changing the raw files
     under the same ``data_dir``, pass ``download_mode="force_redownload"``.
