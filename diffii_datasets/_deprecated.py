@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
-__all__ = ["DiffIIDeprecationWarning", "MOVED_MODULES", "install", "moved_names"]
+__all__ = ["DiffIIDeprecationWarning", "MOVED_MODULES", "install", "moved_names", "warn_renamed"]
 
 
 class DiffIIDeprecationWarning(FutureWarning):
@@ -72,6 +72,11 @@ def _warn_once(old: str, new: str) -> None:
         _warned.add(old)
         warnings.warn(f"{old} is deprecated and will be removed; use {new}", DiffIIDeprecationWarning,
                       stacklevel=3)
+
+
+def warn_renamed(old: str, new: str) -> None:
+    """Warn, once per process, that ``old`` (a method or attribute of 0.2) is called ``new`` now."""
+    _warn_once(old, new)
 
 
 def _load(target: str) -> Any:

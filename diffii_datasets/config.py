@@ -26,23 +26,11 @@ from diffii_datasets import _checks
 from diffii_datasets._knobs import choice, knob, seed
 from diffii_datasets.diffusion.concepts.config import ConceptConfig
 from diffii_datasets.diffusion.config import GenerationConfig
-from diffii_datasets.methods.config import MethodConfig, Part
+from diffii_datasets.methods.config import PRESETS, TINY_MODEL, MethodConfig, Part
 
 __all__ = ["CONCEPT_PREFIX", "DEFAULT_MODEL", "IMAGE_FORMATS", "PRESETS", "TINY_MODEL", "DiffIIConfig"]
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-TINY_MODEL = "tiny"
-"""The model name of the offline tiny pipeline (:func:`diffii_datasets.testing.tiny_pipeline` with seed 0: random
-weights, 32 px, built on the spot): what ``--model tiny`` and :meth:`DiffIIConfig.preset` ``("tiny")`` load. Its
-images are noise by design; it shows the whole method running in a minute on a CPU, with nothing to download."""
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "tiny": {"model": TINY_MODEL, "resolution": 32, "concept_resolution": 32, "concept_train_steps": 20,
-             "concept_batch_size": 4, "inversion_steps": 50, "batch_size": 8, "expansion_rate": 2.0},
-}
-"""Named starting points of :meth:`DiffIIConfig.preset`: ``"paper"``, the published defaults; ``"tiny"``, the tiny
-offline model at its own 32 px with a few concept steps (20 instead of 35,000), 50 inversion steps and 2 synthetic
-images per real one (what ``diffii-datasets demo`` runs)."""
 IMAGE_FORMATS = ("png", "jpeg")
 """How synthetic images are stored (real images are always kept as lossless PNG)."""
 CONCEPT_PREFIX = "concept_"
@@ -96,16 +84,6 @@ class DiffIIConfig(MethodConfig):
     seed: int = knob(0, "seed of generation and (unless --subset-seed) the training subset", seed)
     generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
     concepts: ConceptConfig = dataclasses.field(default_factory=ConceptConfig)
-
-    @classmethod
-    def preset(cls, name: str, **knobs: Any) -> DiffIIConfig:
-        """The knobs of preset ``name`` (see :data:`PRESETS`), then ``knobs``.
-
-        ``DiffIIConfig.preset("tiny")`` runs offline in about a minute on a CPU (the tiny model is built on the
-        spot, nothing is downloaded); ``DiffIIConfig.preset("paper")`` is ``DiffIIConfig()``.
-        """
-        _checks.check_choice(name, "preset", tuple(PRESETS))
-        return cls(**{**PRESETS[name], **knobs})
 
     @classmethod
     def from_0_2_dict(cls, data: dict[str, Any]) -> DiffIIConfig:

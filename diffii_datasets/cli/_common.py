@@ -15,8 +15,8 @@ from diffii_datasets._knobs import Knob
 if TYPE_CHECKING:
     from diffii_datasets.store import SyntheticStore
 
-__all__ = ["CLASSES_HELP", "STORE_HELP", "AddCommand", "CommandError", "add_knob_flags", "knob_values", "open_store",
-           "parse_classes", "positive_int"]
+__all__ = ["CLASSES_HELP", "STORE_HELP", "AddCommand", "CommandError", "add_knob_flags", "knob_values",
+           "method_defaults", "non_negative_int", "open_store", "parse_classes", "positive_int"]
 
 AddCommand = Callable[[str, str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 """``add_command(name, help, epilog, run)``: adds a subcommand whose ``run(args)`` returns the exit status."""
@@ -73,6 +73,17 @@ _METAVARS = {int: "INT", float: "FLOAT"}
 
 def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def method_defaults() -> dict[str, Any]:
+    """What each method knob's help shows as its default: the value, or "per method" where the methods differ."""
+    from diffii_datasets.methods import get_method, list_methods
+
+    values: dict[str, set[Any]] = {}
+    for method in list_methods():
+        for item in get_method(method).config_class.knobs():
+            values.setdefault(item.name, set()).add(_shown(item.default) if item.default is not None else None)
+    return {name: next(iter(shown)) if len(shown) == 1 else "per method" for name, shown in values.items()}
 
 
 def knob_values(args: argparse.Namespace, knobs: Sequence[Knob]) -> dict[str, Any]:

@@ -20,12 +20,13 @@ from typing import Any
 from diffii_datasets._knobs import Knob
 from diffii_datasets.classify.recipes import BACKBONES, OOD_SETTING, SAMPLE_SETTING, Recipe, recipe_settings
 from diffii_datasets.classify.report import FIGURE_LABELS
-from diffii_datasets.cli._common import AddCommand, CommandError, add_knob_flags, knob_values, non_negative_int
+from diffii_datasets.cli._common import (AddCommand, CommandError, add_knob_flags, knob_values, method_defaults,
+                                         non_negative_int)
 from diffii_datasets.cli.data import check_image_folder
 from diffii_datasets.compare import CLASSIFIER_METHODS, COMPARISON_FILES, TABLES, OwnData, known_methods, \
     table_settings
 from diffii_datasets.config import TINY_MODEL
-from diffii_datasets.methods import get_method, list_methods
+from diffii_datasets.methods import all_knobs, get_method
 from diffii_datasets.settings.base import LONG_TAIL_PROFILES
 
 EPILOG = """examples:
@@ -108,29 +109,10 @@ def add_commands(add_command: AddCommand) -> None:
     command.add_argument("-q", "--quiet", action="store_true", help="no plans or progress bars")
     add_knob_flags(command.add_argument_group("methods", "knobs of the methods' configs, each applied to the methods "
                                                          "that declare it; defaults: each method's, with the "
-                                                         "setting's own"), method_knobs(), _method_defaults())
+                                                         "setting's own"), all_knobs(), method_defaults())
     add_knob_flags(command.add_argument_group("classifier recipe", "knobs of every run's recipe; defaults: the "
                                                                    "published recipe of each setting and backbone"),
                    classifier_knobs(), {item.name: "per setting and backbone" for item in classifier_knobs()})
-
-
-def method_knobs() -> list[Knob]:
-    """Every knob of the registered methods' configs, once per name (the first declaration's help and parsing)."""
-    found: dict[str, Knob] = {}
-    for method in list_methods():
-        for item in get_method(method).config_class.knobs():
-            found.setdefault(item.name, item)
-    return list(found.values())
-
-
-def _method_defaults() -> dict[str, Any]:
-    """What each method knob's help shows as its default: the value, or "per method" where the methods differ."""
-    values: dict[str, set[Any]] = {}
-    for method in list_methods():
-        for item in get_method(method).config_class.knobs():
-            shown = ",".join(map(str, item.default)) if isinstance(item.default, tuple) else item.default
-            values.setdefault(item.name, set()).add(shown)
-    return {name: next(iter(shown)) if len(shown) == 1 else "per method" for name, shown in values.items()}
 
 
 def classifier_knobs() -> list[Knob]:
@@ -254,7 +236,7 @@ def comparison_options(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(f"--root {args.root}: no such directory")
     methods = _methods(args, settings)
     making = [method for method in methods if method not in CLASSIFIER_METHODS]
-    knobs = knob_values(args, method_knobs())
+    knobs = knob_values(args, all_knobs())
     model = knobs.get("model")
     if model is not None and model != TINY_MODEL and Path(model).expanduser().is_dir():
         knobs["model"] = str(Path(model).expanduser().resolve())  # one identity (one store) whatever the cwd

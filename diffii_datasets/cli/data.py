@@ -18,9 +18,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from diffii_datasets.cli._common import CommandError, add_knob_flags, knob_values, positive_int
+from diffii_datasets.cli._common import (CommandError, add_knob_flags, knob_values, method_defaults,
+                                         positive_int)
 from diffii_datasets.cli.released import add_released_flags, add_released_from_flag, check_released_from
-from diffii_datasets.config import TINY_MODEL, DiffIIConfig
+from diffii_datasets.methods import all_knobs, get_method, list_methods
+from diffii_datasets.methods.config import TINY_MODEL, MethodConfig
 from diffii_datasets.released.layout import REPO_ID
 from diffii_datasets.settings.base import FAMILIES, LONG_TAIL_PROFILES, Setting, custom_setting, get_setting, \
     list_settings
@@ -93,16 +95,21 @@ def add_data_arguments(command: argparse.ArgumentParser) -> None:
                          help=f"long-tail profile (default: {LONG_TAIL_PROFILES[0]})")
     command.add_argument("--subset-seed", type=int, help="seed that draws the training subset (default: --seed)")
     command.add_argument("--concepts", help="a saved concept set (ConceptSet.save) to use instead of learning one")
-    command.add_argument("--config", help="a DiffIIConfig JSON file; flags below override its knobs")
+    command.add_argument("--method", choices=list_methods(), default="diff-ii",
+                         help="how the synthetic images are made: Diff-II (the default) or one of the paper's "
+                              "baselines (diffii-datasets compare runs them side by side)")
+    command.add_argument("--config", help="a JSON file of the method's config (MethodConfig.to_json); flags below "
+                                          "override its knobs")
     command.add_argument("--download", action="store_true", help="download a missing dataset where torchvision can")
     command.add_argument("--released", action="store_true",
                          help="use the authors' released concepts, suffixes and training subset of SETTING "
                               f"(from {REPO_ID}) instead of learning concepts and drawing a subset")
     add_released_flags(command)
     add_released_from_flag(command)
-    knobs = command.add_argument_group("Diff-II settings", "every knob of DiffIIConfig; defaults are the paper's "
-                                                           "(--model tiny: the tiny offline model's preset)")
-    add_knob_flags(knobs, DiffIIConfig.knobs())
+    knobs = command.add_argument_group("method settings", "every knob of the methods' configs (each method takes "
+                                                          "its own); defaults are the published ones (--model tiny: "
+                                                          "the tiny offline model's preset)")
+    add_knob_flags(knobs, all_knobs(), method_defaults())
 
 
 def _family_names(kind: str) -> list[str]:
@@ -192,6 +199,11 @@ def _check_released_flags(args: argparse.Namespace) -> None:
                                         ("--subset-seed", args.subset_seed)) if value is not None]
     if clashes:
         raise CommandError(f"--released brings the authors' concepts, suffixes and subset: drop {clashes[0]}")
+    concept_flags = [item.flag for item in all_knobs()
+                     if item.name.startswith("concept_") and getattr(args, item.name, None) is not None]
+    if concept_flags:
+        raise CommandError(f"--released brings the authors' learned concepts, so nothing is learned: drop "
+                           f"{concept_flags[0]}")
 
 
 def resolve_setting(args: argparse.Namespace) -> Setting | None:
@@ -231,24 +243,29 @@ def data_name(args: argparse.Namespace) -> str:
     return setting.name if setting is not None else str(Path(args.image_folder).expanduser())
 
 
-def config_from_args(args: argparse.Namespace) -> DiffIIConfig:
-    """The :class:`DiffIIConfig` of a command line.
+def config_from_args(args: argparse.Namespace) -> MethodConfig:
+    """The config of ``--method`` on a command line.
 
-    The paper's defaults (``--model tiny``: the ``"tiny"`` preset) with the setting's own
-    (:meth:`~diffii_datasets.settings.Setting.default_knobs`, as the Hub builder uses them), or a
-    ``--config`` file; then every knob flag given.
+    The method's published defaults (``--model tiny``: the ``"tiny"`` preset) with the setting's own knobs
+    that the method declares (:meth:`~diffii_datasets.settings.Setting.method_config`, as the Hub builder
+    uses them), or a ``--config`` file; then every knob flag given, which must be one of the method's.
     """
     from diffii_datasets._io import read_json
 
-    knobs = knob_values(args, DiffIIConfig.knobs())
+    cls = get_method(args.method).config_class
+    knobs = knob_values(args, all_knobs())
+    foreign = [item.flag for item in all_knobs() if item.name in knobs and item.name not in cls.declared(knobs)]
+    if foreign:
+        raise CommandError(f"{foreign[0]} is not a knob of --method {args.method} (its knobs: "
+                           f"{', '.join(item.flag for item in cls.knobs())})")
     setting = resolve_setting(args)
-    config = DiffIIConfig.preset("tiny" if knobs.get("model") == TINY_MODEL else "paper",
-                                 **(setting.default_knobs() if setting is not None else {}))
+    preset = "tiny" if knobs.get("model") == TINY_MODEL else "paper"
+    config = setting.method_config(args.method, preset=preset) if setting is not None else cls.preset(preset)
     if args.config is not None:
         try:
-            config = DiffIIConfig.from_dict(read_json(Path(args.config).expanduser()))
+            config = cls.from_dict(read_json(Path(args.config).expanduser()))
         except (OSError, TypeError, ValueError) as error:
-            raise CommandError(f"--config {args.config}: not a readable DiffIIConfig JSON file ({error})") from None
+            raise CommandError(f"--config {args.config}: not a readable {cls.__name__} JSON file ({error})") from None
     model = knobs.get("model")
     if model is not None and model != TINY_MODEL and Path(model).expanduser().is_dir():
         knobs["model"] = str(Path(model).expanduser().resolve())  # one identity whatever the cwd

@@ -1,7 +1,7 @@
 """``diffii-datasets generate``: a paper setting, or your own images, into a store, in one process or under a launcher.
 
-The data and config arguments are :mod:`diffii_datasets.cli.data`'s; every ``DiffIIConfig``
-knob is a flag derived from its declaration (see :func:`~diffii_datasets.cli._common.add_knob_flags`).
+The data and config arguments are :mod:`diffii_datasets.cli.data`'s; every knob of the
+methods' configs is a flag derived from its declaration (see :func:`~diffii_datasets.cli._common.add_knob_flags`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from diffii_datasets.cli.data import (
     data_name,
     load_training_set,
 )
-from diffii_datasets.released.layout import REPO_ID
 
 EPILOG = """examples:
   diffii-datasets generate cub-5shot --root data/ --cache-dir stores/
@@ -30,6 +29,7 @@ EPILOG = """examples:
   diffii-datasets generate flower-lt-if100 --root data/ --expansion-rate 3 --inversion-steps 100
   diffii-datasets generate pet-5shot --root data/ --cache-dir stores/ --concepts pet-concepts/
   diffii-datasets generate cub-5shot --released --root data/ --cache-dir stores/
+  diffii-datasets generate cub-5shot --root data/ --method diff-mix --strengths 0.5   # a baseline of the paper
   torchrun --nproc_per_node=8 -m diffii_datasets generate cub-5shot --root data/ --cache-dir /shared/stores
   accelerate launch --num_processes 8 -m diffii_datasets generate cub-5shot --root data/ --cache-dir /shared/stores
 
@@ -45,6 +45,10 @@ interrupted (Ctrl-C included) is completed by running the same command again.
 
 --released uses the authors' released concepts, suffixes and training subset of the
 setting (see `diffii-datasets released --help`): no concept learning at all.
+
+--method makes a baseline's images instead of Diff-II's (real-gen, real-guidance,
+real-filter, da-fusion, real-mix, diff-aug, diff-mix), each with its authors' published
+values; a flag that is not a knob of the method is refused. Each method has its own store.
 
 """ + DATA_EPILOG
 
@@ -88,10 +92,10 @@ def _print_summary(args: argparse.Namespace, augmented: Any, generated: list[int
     counts = store.header.expected_counts
     where = f" from {Path(args.root).expanduser()}" if args.root is not None else ""
     print(f"{data_name(args)}: {len(augmented.original)} real images in {len(augmented.classes)} classes "
-          f"(metaclass {augmented.metaclass!r}){where}")
+          f"(metaclass {augmented.metaclass!r}){where}; method {store.method.title}")
     if released is not None:
         print(f"the authors' released subset, concepts and {len(released.suffixes.entries)} suffixes "
-              f"({REPO_ID} at commit {released.commit}): no concepts learned")
+              f"({released.origin}): no concepts learned")
     skipped = [c for c in range(len(augmented.classes)) if c not in generated]
     if skipped:
         names = ", ".join(f"{c} ({augmented.classes[c]})" for c in skipped[:10])

@@ -340,17 +340,15 @@ def method_config(method: str, data: str | None, knobs: Mapping[str, Any],
     """``method``'s config in a comparison on ``data`` (a setting's name, or None): ``config``, by default the
     method's defaults with the paper setting's own knobs where the method declares them (over the tiny preset's,
     when ``knobs["model"]`` is ``"tiny"``, as ``generate --model tiny`` starts); then the ``knobs`` it declares."""
-    from diffii_datasets.config import PRESETS, TINY_MODEL
+    from diffii_datasets.methods.config import TINY_MODEL
     from diffii_datasets.settings.base import get_setting
 
     cls = get_method(method).config_class
-    declared = {item.name for item in cls.knobs()}
     if config is None:
-        tiny = PRESETS["tiny"] if knobs.get("model") == TINY_MODEL else {}
+        preset = "tiny" if knobs.get("model") == TINY_MODEL else "paper"
         paper = data in recipe_settings() and data not in (SAMPLE_SETTING, OOD_SETTING)
-        own = get_setting(data).default_knobs() if paper else {}
-        config = cls(**{name: value for name, value in {**tiny, **own}.items() if name in declared})
-    return config.replace(**{name: value for name, value in knobs.items() if name in declared})
+        config = get_setting(data).method_config(method, preset=preset) if paper else cls.preset(preset)
+    return config.replace(**cls.declared(dict(knobs)))
 
 
 def _plan_store(plan: ComparisonPlan, data: str, method: str, knobs: dict[str, Any],

@@ -30,7 +30,7 @@ import datasets
 from huggingface_hub import snapshot_download
 
 from diffii_datasets import _checks
-from diffii_datasets.config import DiffIIConfig
+from diffii_datasets.methods.config import MethodConfig
 from diffii_datasets.settings.base import Setting, get_setting, list_settings
 from diffii_datasets.hf.convert import real_examples, synthetic_examples, test_examples
 from diffii_datasets.hf.features import SPLITS, check_features, diffii_features
@@ -47,14 +47,16 @@ __all__ = ["DiffIIBuilder", "DiffIIBuilderConfig", "load"]
 
 
 def _generation_knobs() -> list[str]:
-    """Every ``DiffIIConfig`` knob is a builder keyword; ``seed`` is the builder config's own field (it also
-    draws the real subset)."""
-    return [item.name for item in DiffIIConfig.knobs() if item.name != "seed"]
+    """Every knob of the methods' configs is a builder keyword (each method takes its own); ``seed`` is the builder
+    config's own field (it also draws the real subset)."""
+    from diffii_datasets.methods import all_knobs
+
+    return [item.name for item in all_knobs() if item.name != "seed"]
 
 
 @dataclasses.dataclass
 class DiffIIBuilderConfig(datasets.BuilderConfig):
-    """One paper setting (``name``), with where its data comes from and every Diff-II knob.
+    """One paper setting (``name``), with where its data comes from, the method and its knobs.
 
     Attributes:
         data_dir: the raw data root, in torchvision's layout (``CUB_200_2011/`` ...),
@@ -62,8 +64,10 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
         source: instead of generating, a Hub dataset repository id (``namespace/name``)
             or a local folder in the layout :func:`~diffii_datasets.hf.export_to_folder` writes.
         revision: the Hub revision of ``source``, or of the authors' released artifacts.
-        seed: draws the real subset and seeds generation (``DiffIIConfig.seed``).
-        diffii: Diff-II knobs that differ from the setting's defaults (``DiffIIConfig`` fields).
+        seed: draws the real subset and seeds generation (the method config's ``seed``).
+        method: how the synthetic images are made (a name of :func:`~diffii_datasets.methods.list_methods`;
+            default Diff-II).
+        diffii: the method's knobs that differ from its defaults for the setting (its config's fields).
         concepts: identity of ready-made class concepts (set by the builder from ``concepts=``).
         released: the commit of the authors' released artifacts used (set by the builder from
             ``released=True``): their concepts, suffixes and training subset, no concept learning.
@@ -75,6 +79,7 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
     source: str | None = None
     revision: str | None = None
     seed: int = 0
+    method: str = "diff-ii"
     diffii: dict[str, Any] | None = None
     concepts: str | None = None
     released: str | None = None
@@ -84,10 +89,17 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
     def setting(self) -> Setting:
         return get_setting(self.name)
 
-    def diffii_config(self) -> DiffIIConfig:
-        """The full Diff-II configuration: paper defaults, the setting's defaults
-        (:meth:`~diffii_datasets.settings.base.Setting.default_knobs`), then ``diffii``."""
-        return DiffIIConfig.from_dict({**self.setting().default_knobs(), **(self.diffii or {}), "seed": self.seed})
+    def method_config(self) -> MethodConfig:
+        """The method's whole config: its published defaults, the setting's own knobs it declares
+        (:meth:`~diffii_datasets.settings.base.Setting.method_config`), then ``diffii``."""
+        return self.setting().method_config(self.method, **(self.diffii or {}), seed=self.seed)
+
+    def diffii_config(self) -> MethodConfig:
+        """Deprecated spelling of :meth:`method_config` (the builder makes any method's images now)."""
+        from diffii_datasets._deprecated import warn_renamed
+
+        warn_renamed("DiffIIBuilderConfig.diffii_config", "DiffIIBuilderConfig.method_config")
+        return self.method_config()
 
 
 class DiffIIBuilder(datasets.GeneratorBasedBuilder):
@@ -104,8 +116,8 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         released: use the authors' released concepts, suffixes, training subset and test list of
             the setting (:func:`diffii_datasets.released.load_released`, at ``revision``) on the
             raw data of ``data_dir``: nothing is learned.
-        diffii_config: a complete :class:`~diffii_datasets.DiffIIConfig` to start from
-            instead of the paper's defaults for the setting.
+        diffii_config: a complete method config (a :class:`~diffii_datasets.DiffIIConfig`, or a
+            baseline's) to start from instead of the method's defaults for the setting; it names the method.
         diffii_cache_dir: where the synthetic store lives (default: the wrapper's cache).
         device: where a pipeline loaded from ``model`` runs.
         progress: show progress bars while generating.
@@ -125,9 +137,9 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = DiffIIBuilderConfig
     # The version is part of the ``datasets`` cache path, whose key holds only the knobs given: it changes
     # whenever the defaults do, so a set made with old defaults is never reused (1.1.0: the published
-    # concept recipe).
+    # concept recipe; 1.2.0: its seed 42 and epoch order, the family's suffix list, the method).
     BUILDER_CONFIGS = [
-        DiffIIBuilderConfig(name=setting.name, version=datasets.Version("1.1.0"),
+        DiffIIBuilderConfig(name=setting.name, version=datasets.Version("1.2.0"),
                             description=f"{setting.name}: {setting.train_split}, Diff-II synthetic images")
         for setting in list_settings()
     ]
@@ -140,7 +152,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         pipeline: Any = None,
         concepts: Any = None,
         released: bool = False,
-        diffii_config: DiffIIConfig | None = None,
+        diffii_config: MethodConfig | None = None,
         diffii_cache_dir: str | os.PathLike | None = None,
         device: Any = None,
         progress: bool = True,
@@ -149,10 +161,14 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     ) -> None:
         get_setting(config_name)  # a ValueError listing the settings
         _checks.check_bool(download, "download")
-        if diffii_config is not None and not isinstance(diffii_config, DiffIIConfig):
-            raise TypeError(f"diffii_config must be a DiffIIConfig, got {type(diffii_config).__name__}")
+        if diffii_config is not None and not isinstance(diffii_config, MethodConfig):
+            raise TypeError(f"diffii_config must be a method's config (DiffIIConfig, ...), got "
+                            f"{type(diffii_config).__name__}")
         overrides = {name: kwargs.pop(name) for name in _generation_knobs() if name in kwargs}
         if diffii_config is not None:
+            if kwargs.setdefault("method", diffii_config.method) != diffii_config.method:
+                raise ValueError(f"method={kwargs['method']!r}, but diffii_config is a config of "
+                                 f"{diffii_config.method!r}: pass one of them")
             base = diffii_config.to_dict()
             kwargs.setdefault("seed", base.pop("seed"))
             overrides = {**base, **overrides}
@@ -182,7 +198,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         kwargs.setdefault("dataset_name", "diffii")
         super().__init__(config_name=config_name, **kwargs)
         if self.config.source is None:
-            self.config.diffii_config()  # bad knobs fail here, not after minutes of work
+            self.config.method_config()  # bad knobs fail here, not after minutes of work
         self._pipeline = pipeline
         self._concepts = concepts
         self._diffii_cache_dir = diffii_cache_dir
@@ -244,7 +260,7 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
             splits = self.config.setting().load(self.config.data_dir, self.config.seed, download=self._download)
         cache = Path(self._diffii_cache_dir) if self._diffii_cache_dir is not None else default_cache_dir()
         # a reopen reads no image when the files are unchanged (the scan cache)
-        job = build_job(splits.train, splits.metaclass, self.config.diffii_config(), concepts=self._concepts,
+        job = build_job(splits.train, splits.metaclass, self.config.method_config(), concepts=self._concepts,
                         released=released, cache_dir=cache)
         return splits, job, cache
 

@@ -15,6 +15,7 @@ from diffii_datasets import _checks
 from diffii_datasets._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from diffii_datasets._knobs import Knob
     from diffii_datasets.methods.base import Method
 
 METHOD_MODULES = {
@@ -35,7 +36,7 @@ _EXPORTS = {
     "diffii_datasets.methods.config": ("MethodConfig", "Part"),
 }
 _getattr, _dir, _names = lazy_exports(__name__, _EXPORTS)
-__all__ = ["METHOD_MODULES", "get_method", "list_methods", *_names]
+__all__ = ["METHOD_MODULES", "all_knobs", "get_method", "list_methods", *_names]
 _INSTANCES: dict[str, Method] = {}
 
 
@@ -63,3 +64,13 @@ def get_method(name: str) -> Method:
                                f"{method.name!r} (config: {method.config_class.method!r})")
         _INSTANCES[name] = method
     return _INSTANCES[name]
+
+
+def all_knobs() -> list[Knob]:
+    """Every knob of the registered methods' configs, once per name (the first declaration's help and parsing):
+    what the command line and the Hub builder accept, each method taking its own."""
+    found: dict[str, Knob] = {}
+    for name in list_methods():
+        for item in get_method(name).config_class.knobs():
+            found.setdefault(item.name, item)
+    return list(found.values())

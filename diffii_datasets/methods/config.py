@@ -25,9 +25,23 @@ from diffii_datasets import _checks
 from diffii_datasets._io import fingerprint
 from diffii_datasets._knobs import Knob, knobs_of
 
-__all__ = ["MethodConfig", "Part"]
+__all__ = ["PRESETS", "TINY_MODEL", "MethodConfig", "Part"]
 
 logger = logging.getLogger(__name__)
+
+
+TINY_MODEL = "tiny"
+"""The model name of the offline tiny pipeline (:func:`diffii_datasets.testing.tiny_pipeline` with seed 0: random
+weights, 32 px, built on the spot): what ``--model tiny`` and :meth:`MethodConfig.preset` ``("tiny")`` load. Its
+images are noise by design; it shows a method running in a minute on a CPU, with nothing to download."""
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "tiny": {"model": TINY_MODEL, "resolution": 32, "concept_resolution": 32, "concept_train_steps": 20,
+             "concept_batch_size": 4, "inversion_steps": 50, "batch_size": 8, "expansion_rate": 2.0},
+}
+"""Named starting points of :meth:`MethodConfig.preset`: ``"paper"``, the published defaults; ``"tiny"``, the tiny
+offline model at its own 32 px with a few concept steps (20 instead of 35,000), 50 inversion steps and 2 synthetic
+images per real one (what ``diffii-datasets demo`` runs). A method takes the knobs of a preset it declares."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,22 @@ class MethodConfig:
     def knobs(cls) -> list[Knob]:
         """Every knob by its flat name: default, check and help text (the CLI and the Hub builder use these)."""
         return list(cls._knob_table().values())
+
+    @classmethod
+    def preset(cls, name: str, **knobs: Any) -> MethodConfig:
+        """The knobs of preset ``name`` (see :data:`PRESETS`) this method declares, then ``knobs``.
+
+        ``DiffIIConfig.preset("tiny")`` runs offline in about a minute on a CPU (the tiny model is built on the
+        spot, nothing is downloaded); ``DiffIIConfig.preset("paper")`` is ``DiffIIConfig()``.
+        """
+        _checks.check_choice(name, "preset", tuple(PRESETS))
+        return cls(**{**cls.declared(PRESETS[name]), **knobs})
+
+    @classmethod
+    def declared(cls, knobs: dict[str, Any]) -> dict[str, Any]:
+        """The items of ``knobs`` that are knobs of this config (a setting's or a preset's, for any method)."""
+        table = cls._knob_table()
+        return {name: value for name, value in knobs.items() if name in table}
 
     def replace(self, **knobs: Any) -> MethodConfig:
         """A copy with the given flat knobs changed."""

@@ -29,6 +29,7 @@ from diffii_datasets import _checks
 
 if TYPE_CHECKING:
     from diffii_datasets.config import DiffIIConfig
+    from diffii_datasets.methods.config import MethodConfig
     from diffii_datasets.settings.loading import SettingSplits
 
 __all__ = ["FAMILIES", "KINDS", "LONG_TAIL_PROFILES", "SPLIT_RATIO_SOURCES", "Family", "Setting", "custom_setting",
@@ -186,9 +187,17 @@ class Setting:
 
     def diffii_config(self, *, split_ratio_from: str = "paper", **knobs: Any) -> DiffIIConfig:
         """The paper's configuration for this setting (:meth:`default_knobs` over the defaults), then ``knobs``."""
-        from diffii_datasets.config import DiffIIConfig
+        return self.method_config("diff-ii", split_ratio_from=split_ratio_from, **knobs)
 
-        return DiffIIConfig(**{**self.default_knobs(split_ratio_from), **knobs})
+    def method_config(self, method: str, *, preset: str = "paper", split_ratio_from: str = "paper",
+                      **knobs: Any) -> MethodConfig:
+        """``method``'s config for this setting: its ``preset`` (``"paper"``: its published defaults), this
+        setting's :meth:`default_knobs` that the method declares (a baseline with concepts learns them
+        class-balanced on a long tail too), then ``knobs``."""
+        from diffii_datasets.methods import get_method
+
+        cls = get_method(method).config_class
+        return cls.preset(preset, **{**cls.declared(self.default_knobs(split_ratio_from)), **knobs})
 
     @property
     def family_spec(self) -> Family:

@@ -43,12 +43,26 @@ def test_one_builder_config_per_paper_setting():
     assert all(item.name not in signature.parameters for item in DiffIIConfig.knobs())  # keywords, derived
     builder = DiffIIBuilder(config_name="cub-5shot", concept_lora_rank=4, split_ratio=0.5, seed=2)
     assert builder.config.diffii == {"concept_lora_rank": 4, "split_ratio": 0.5}
-    assert builder.config.diffii_config() == DiffIIConfig(concept_lora_rank=4, split_ratio=0.5, seed=2,
+    assert builder.config.method_config() == DiffIIConfig(concept_lora_rank=4, split_ratio=0.5, seed=2,
                                                           suffixes="builtin:bird")  # the setting's own list
     with pytest.raises(ValueError, match="^concept_lora_rank must be a non-negative int, got -1"):
         DiffIIBuilder(config_name="cub-5shot", concept_lora_rank=-1)
     ratios = {s.name: s.split_ratio for s in list_settings()}
     assert ratios["cub-5shot"] == 0.3 and ratios["pet-10shot"] == 0.1 and ratios["flower-lt-if20"] == 1.0
+
+
+def test_a_builder_makes_any_methods_set_with_that_methods_knobs():
+    from diffii_datasets import get_method
+
+    builder = DiffIIBuilder(config_name="cub-lt-if100", method="diff-mix", strengths=0.5, seed=3)
+    config = builder.config.method_config()
+    assert config.method == "diff-mix" and isinstance(config, get_method("diff-mix").config_class)
+    # the setting's own knobs that the method declares: class-balanced concepts on a long tail
+    assert config.strengths == (0.5,) and config.seed == 3 and config.concept_balance_classes
+    with pytest.raises(TypeError, match="unknown knob.*split_ratio"):
+        DiffIIBuilder(config_name="cub-5shot", method="diff-mix", split_ratio=0.5)
+    with pytest.raises(ValueError, match="method='real-gen', but diffii_config is a config of 'diff-ii'"):
+        DiffIIBuilder(config_name="cub-5shot", method="real-gen", diffii_config=DiffIIConfig())
 
 
 def test_generated_splits_and_features(cub_build):
@@ -67,7 +81,7 @@ def test_generated_splits_and_features(cub_build):
 
 def test_builder_generates_through_the_wrapper_store(cub_build, cub_test_split, tmp_path):
     """The builder's rows are the wrapper's store, converted: one generation path, one store."""
-    config = cub_build.builder.config.diffii_config()
+    config = cub_build.builder.config.method_config()
     assert config.split_ratio == 0.3 and config.expansion_rate == 1.0 and config.seed == 0
     bench = load_setting("cub-5shot", cub_build.root / "raw", seed=0)
     wrapper = DiffIIAugmented(bench.train, "bird", config=config, cache_dir=cub_build.kwargs["diffii_cache_dir"],
@@ -166,7 +180,7 @@ def test_pipeline_object_names_the_model(tiny_pipe, tmp_path):
 
     builder = DiffIIBuilder(config_name="cub-10shot", data_dir="/nowhere", pipeline=tiny_pipe,
                             cache_dir=str(tmp_path), **{k: v for k, v in FAST_KNOBS.items()})
-    config = builder.config.diffii_config()
+    config = builder.config.method_config()
     assert config.model == model_identity(tiny_pipe)
     assert config.split_ratio == 0.1  # the 10-shot default
     assert builder.config_id != DiffIIBuilder(config_name="cub-10shot", data_dir="/nowhere",

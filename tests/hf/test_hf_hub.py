@@ -117,7 +117,7 @@ def test_card_parses_and_declares_configs_features_and_provenance(cub_build, exp
     assert {name: split.num_examples for name, split in info.splits.items()} == {"train": 6, "synthetic": 6, "test": 5}
     (record,) = data.diffii
     assert record["model"] == cub_build.kwargs["model"] and record["concepts"].startswith("learned:")
-    assert DiffIIConfig.from_dict(record["generation"]) == cub_build.builder.config.diffii_config()
+    assert DiffIIConfig.from_dict(record["generation"]) == cub_build.builder.config.method_config()
 
     body = card.text
     assert f'load_dataset("{REPO}", "cub-5shot")' in body
@@ -126,7 +126,7 @@ def test_card_parses_and_declares_configs_features_and_provenance(cub_build, exp
     assert "## Limits of synthetic data" in body and "never on `synthetic`" in body
     assert CITATION in body
     (block,) = re.findall(r"```json\n(.*?)\n```", body, flags=re.S)
-    assert DiffIIConfig.from_dict(json.loads(block)) == cub_build.builder.config.diffii_config()
+    assert DiffIIConfig.from_dict(json.loads(block)) == cub_build.builder.config.method_config()
 
 
 @pytest.mark.parametrize("family, license_id, terms", [
