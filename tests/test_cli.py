@@ -36,6 +36,9 @@ def test_demo_runs_end_to_end_then_reuses_its_store(tmp_path):
     preview = out / "preview.png"
     assert str(preview) in first.stdout
     assert "generated 24 synthetic images for 3 classes" in first.stdout
+    store = re.search(r"store: (\S+) ", first.stdout).group(1)
+    assert f"diffii-datasets report {store} -o {out / 'report'} --tiny-models" in first.stdout  # what to do next
+    assert f"diffii-datasets train sample --store {store} --seeds 0" in first.stdout
     with Image.open(preview) as image:
         assert image.format == "PNG" and image.width > 200 and image.height > 100
     assert "Diff-II plan: 3 of 3 classes to generate" in first.stderr

@@ -56,4 +56,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"reused the existing store: nothing generated ({len(report.skipped)} classes already complete)")
     print(f"store: {store.path} ({len(augmented.synthetic)} synthetic images)")
     print(f"preview: {path.resolve()}")
+    print("next:")
+    print(f"  diffii-datasets report {store.path} -o {output_dir / 'report'} --tiny-models   # a quality report (HTML)")
+    print(f"  diffii-datasets train sample --store {store.path} --seeds 0 --output-dir {output_dir / 'classifier'}"
+          "   # a classifier on it (a few minutes)")
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from diffii_datasets.methods.config import TINY_MODEL
 from diffii_datasets.quality.results import MEASURES, ClassQuality, QualityReport
 
 __all__ = ["TEMPLATE", "data_uri", "render_report_html", "thumbnail_uri"]
@@ -105,6 +106,7 @@ def render_report_html(report: QualityReport, *, grid: Sequence[tuple[Sequence[s
         title=report.source.get("path") or "images",
         source_line=_source_line(report),
         random_weights=bool(report.models.get("random_weights")),
+        random_generator=report.source.get("model") == TINY_MODEL,
         columns=[{"key": key, "label": label, "description": description}
                  for key, (label, description) in MEASURES.items()],
         overall={"real_count": report.overall.real_count, "synthetic_count": report.overall.synthetic_count,
