@@ -24,7 +24,7 @@ from diffii_datasets._io import fingerprint
 
 __all__ = ["ChainedImages", "ClassImages", "Columns", "DatasetScan", "ImagesByClass", "check_columns",
            "check_deterministic_source", "check_same_item", "class_names", "dataset_sample_keys", "dataset_targets",
-           "find_classes", "parse_item", "read_item", "scan_dataset"]
+           "find_classes", "parse_item", "read_base_item", "read_item", "scan_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -252,12 +252,41 @@ class DatasetScan:
     fingerprint: str
 
 
+def read_base_item(dataset: Any, index: int, name: str = "base_dataset") -> Any:
+    """``dataset[index]``; a file it cannot read (truncated, not an image, gone) is an ``OSError`` naming the item.
+
+    Image readers say what is wrong with a file ("image file is truncated") but not which
+    item it is; this adds ``name[index]`` and, when the dataset lists its files, the file.
+    """
+    try:
+        return dataset[index]
+    except (OSError, SyntaxError) as error:  # PIL raises SyntaxError for some broken files
+        file = _item_file(dataset, index)
+        where = f"{name}[{index}]" + (f" ({file})" if file is not None else "")
+        message = f"{where} cannot be read: {error or type(error).__name__}"
+        kind = type(error) if isinstance(error, OSError) else OSError
+        try:
+            named = kind(message)
+        except Exception:  # noqa: BLE001 - an OSError subclass with arguments of its own
+            named = OSError(message)
+        raise named from error
+
+
+def _item_file(dataset: Any, index: int) -> str | None:
+    """The file of item ``index`` of an ``ImageFolder``-style dataset (``samples``), if it lists one."""
+    samples = getattr(dataset, "samples", None)
+    try:
+        return str(samples[index][0]) if isinstance(samples, list) else None
+    except (IndexError, TypeError, KeyError):
+        return None
+
+
 def read_item(dataset: Any, index: int, name: str = "base_dataset",
               columns: Columns = DEFAULT_COLUMNS) -> tuple[Any, int]:
     """Item ``index`` of ``dataset`` as ``(RGB PIL image, label)``; errors name the item."""
     from diffii_datasets.images import to_pil_rgb
 
-    image, label = parse_item(dataset[index], index, name=name, columns=columns)
+    image, label = parse_item(read_base_item(dataset, index, name), index, name=name, columns=columns)
     return to_pil_rgb(image, name=f"{name}[{index}] image"), label
 
 
@@ -313,6 +342,7 @@ def scan_dataset(dataset: Any, classes: list[str], *, name: str = "base_dataset"
         items = []
         for index in range(len(dataset)):
             image, label = read_item(dataset, index, name, columns)
+            _check_shape(image, f"{name}[{index}]")
             items.append([image_digest(image), label])
             if index == 0:  # a random transform shows on the first item read twice (and later on every read)
                 check_same_item(read_item(dataset, 0, name, columns)[0], items[0][0], 0, name)
@@ -326,6 +356,24 @@ def scan_dataset(dataset: Any, classes: list[str], *, name: str = "base_dataset"
     digests = [digest for digest, _ in items]
     return DatasetScan(targets, ImagesByClass(dataset, targets, len(classes), digests, name, columns),
                        fingerprint({"classes": classes, "items": items}))
+
+
+EXTREME_ASPECT_RATIO = 20.0
+"""Above this long side to short side, an image gets a warning when it is scanned (concept learning's default
+``max_aspect_ratio`` refuses such images)."""
+
+
+def _check_shape(image: Any, name: str) -> None:
+    """Warn, naming the item, about an image so elongated that a square view of it shows little of it."""
+    width, height = image.size
+    ratio = max(width, height) / min(width, height)
+    if ratio > EXTREME_ASPECT_RATIO:
+        from diffii_datasets._warnings import warn_at_caller
+
+        warn_at_caller(f"{name} is {width} x {height} pixels, an aspect ratio of {ratio:.3g}:1: inversion squashes "
+                       "every image to a square (as the authors' code does) and concept learning refuses such images "
+                       f"(above {EXTREME_ASPECT_RATIO:g}:1 by default), so its synthetic images would hardly show it. "
+                       "Crop it to its subject")
 
 
 def _check_label(label: int, index: int, classes: list[str], name: str) -> None:

@@ -22,6 +22,9 @@ from tests.helpers import ROOT
 from tests.helpers.augment import FAST_CONFIG, make_dataset, make_wrapper
 
 
+HANG_S = 1800  # a subprocess's limit only catches a hang: a slow machine never fails a test
+
+
 def _worker(*args):
     """Command and environment of a worker process that computes exactly as this process does."""
     env = {**os.environ, "DIFFII_TEST_THREADS": str(torch.get_num_threads()), "PYTHONPATH": str(ROOT)}
@@ -264,13 +267,13 @@ def test_corrupt_and_deleted_images_are_detected_and_regenerated(tmp_path, prepa
 def test_kill_during_generation_then_prepare_equals_uninterrupted_run(tmp_path, prepared, pipe):
     cache = tmp_path / "cache"
     command, env = _worker(cache, "--kill-in-class", 1, "--kill-after", 2)
-    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert killed.returncode == -9, killed.stderr
     store_path = cache / prepared.store.path.name
     assert (store_path / "classes/00000/class.json").is_file()
     assert not (store_path / "classes/00001").exists() and list((store_path / "classes").glob(".tmp-00001-*"))
     command, env = _worker(cache)
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.splitlines()[-1]) == {"generated": [1, 2], "skipped": [0]}
     assert _store_files(store_path) == _store_files(prepared.store.path)
@@ -283,7 +286,7 @@ def test_two_processes_preparing_at_once_generate_each_class_once(tmp_path, prep
              for _ in range(2)]
     results = []
     for proc in procs:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=HANG_S)
         assert proc.returncode == 0, err
         results.append(json.loads(out.splitlines()[-1]))
     generated = [c for r in results for c in r["generated"]]
@@ -291,3 +294,38 @@ def test_two_processes_preparing_at_once_generate_each_class_once(tmp_path, prep
     for r in results:
         assert sorted(r["generated"] + r["skipped"]) == [0, 1, 2]
     assert _store_files(cache / prepared.store.path.name) == _store_files(prepared.store.path)
+
+
+def _drawn_by_numpy(seed, epoch, index, label, probability, pool_sizes, weights):
+    """0.2's replace-mode draw of one item, a numpy Generator each: ``(class, position in its pool)`` or -1."""
+    rng = np.random.default_rng([seed, epoch, index])
+    if not rng.random() < probability:
+        return label, -1
+    if weights is not None:
+        label = int(rng.choice(len(weights), p=weights))
+    return (label, int(rng.integers(pool_sizes[label]))) if pool_sizes[label] else (label, -1)
+
+
+@pytest.mark.parametrize("seed, epoch", [(0, 0), (0, 1), (7, 3), (2**32, 5), (2**63 - 1, 2), (12345, 2**32 - 1)])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_the_draws_of_epochs_are_the_per_item_numpy_draws_of_0_2(seed, epoch, balanced):
+    """Every item of some epochs is drawn at once (PCG64 in numpy), exactly as one Generator per item drew it."""
+    from diffii_datasets.augmented import replace_draws
+
+    rng = np.random.default_rng(seed % 1000 + epoch)
+    pool_sizes = np.array([0, 1, 2, 7, 1000, 3_000_000_000, 5_000_000_000])  # the last two: Lemire rejects often,
+    targets = rng.integers(0, len(pool_sizes), 1500)                        # and above 2**32 - 1
+    weights = None
+    if balanced:
+        weights = np.array([1.0 / (n + 1) if n else 0.0 for n in pool_sizes])
+        weights /= weights.sum()
+    epochs = [epoch, epoch + 1, epoch + 2]  # with 2**32 - 1: one of them is two words of entropy
+    for probability in (0.5, 1.0):
+        labels, positions = replace_draws(seed, epochs, targets, probability, pool_sizes, weights)
+        assert labels.shape == positions.shape == (3, len(targets))
+        for row, drawn_epoch in enumerate(epochs):
+            expected = [_drawn_by_numpy(seed, drawn_epoch, i, int(t), probability, pool_sizes, weights)
+                        for i, t in enumerate(targets)]
+            assert [(int(c), int(k)) if k >= 0 else -1 for c, k in zip(labels[row], positions[row])] == [
+                (c, k) if k >= 0 else -1 for c, k in expected]
+    assert (replace_draws(seed, epochs, targets, 0.0, pool_sizes, weights)[1] == -1).all()

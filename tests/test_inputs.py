@@ -116,13 +116,13 @@ def test_a_base_dataset_whose_items_change_between_reads_is_refused(tmp_path, pi
 
 
 def test_a_failed_cli_run_leaves_no_store_folder(tmp_path, monkeypatch):
-    import diffii_datasets.augmented as augmented
+    import diffii_datasets.prepare as prepare_module
     from diffii_datasets.cli import main
 
     def cannot_load(model, device=None):
         raise OSError(f"{model} cannot be loaded offline")
 
-    monkeypatch.setattr(augmented, "load_generation_pipeline", cannot_load)
+    monkeypatch.setattr(prepare_module, "load_generation_pipeline", cannot_load)
     write_cub(tmp_path / "data", CLASSES)
     cache = tmp_path / "cache"
     err = io.StringIO()

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from torchvision.datasets import ImageFolder
 
-from diffii_datasets import synthesis
-from diffii_datasets.data import scan_dataset
+import diffii_datasets.prepare as prepare_module
+from diffii_datasets.base_dataset import scan_dataset
 from diffii_datasets.distributed import World
+from diffii_datasets.job import PreparationJob
 from diffii_datasets.progress import RunProgress
-from diffii_datasets.synthesis import SynthesisJob
+from diffii_datasets.store import ConceptCache, SyntheticStore
+from diffii_datasets.store.cache import store_path
 from diffii_datasets.testing import tiny_pipeline
 from tests.helpers.augment import FAST_CONFIG, make_dataset, make_wrapper
 from tests.helpers.damage import verify
@@ -77,25 +79,25 @@ def test_every_file_of_a_cache_gets_the_users_umask(tmp_path, pipe):
 def test_two_configs_sharing_a_cache_learn_their_concepts_once(tmp_path, pipe, monkeypatch):
     classes = make_dataset().classes
     scan = scan_dataset(make_dataset(), classes)
-    jobs = [SynthesisJob(scan.images_by_class, classes, "shape", config, scan.fingerprint, "tiny", None)
+    jobs = [PreparationJob(scan.images_by_class, classes, "shape", config, scan.fingerprint, "tiny")
             for config in (FAST_CONFIG, FAST_CONFIG.replace(guidance_scale=3.0))]
     assert jobs[0].concepts_key() == jobs[1].concepts_key()
-    stores = [job.create_store(tmp_path / "cache") for job in jobs]
+    stores = [SyntheticStore.create(store_path(tmp_path / "cache", job.header()), job.header()) for job in jobs]
     assert stores[0].path != stores[1].path
-    learned, learn = [], synthesis._learn
+    learned, learn = [], prepare_module._learn
 
     def slow_learn(*args, **kwargs):
         learned.append(threading.get_ident())
         time.sleep(0.5)  # long enough for the other store to try too
         return learn(*args, **kwargs)
 
-    monkeypatch.setattr(synthesis, "_learn", slow_learn)
+    monkeypatch.setattr(prepare_module, "_learn", slow_learn)
     results, errors = [], []
 
     def stage(store, job):
         try:
-            results.append(synthesis._concept_stage(store, job, lambda: pipe, tmp_path / "cache" / "concepts",
-                                                    RunProgress(False), World()))
+            results.append(prepare_module._concept_stage(store, job, lambda: pipe, ConceptCache(tmp_path / "cache"),
+                                                         RunProgress(False), World()))
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
 

@@ -15,7 +15,7 @@ from diffii_datasets._io import FileFormatError
 from diffii_datasets.store.header import StoreFormatError, StoreHeader, read_header
 from diffii_datasets.store.layout import HEADER
 
-__all__ = ["RelatedStore", "default_cache_dir", "related_stores", "store_path", "stores_in"]
+__all__ = ["RelatedStore", "default_cache_dir", "related_stores", "store_path", "stores_in", "utf8_path"]
 
 
 def default_cache_dir() -> Path:
@@ -32,9 +32,26 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") / "diffii-datasets"
 
 
+def utf8_path(path: str | os.PathLike, name: str = "cache_dir") -> Path:
+    """``path`` as a ``Path``, refused (``ValueError`` naming ``name``) when its name is not valid UTF-8.
+
+    Linux allows any bytes in a file name, but safetensors opens files by UTF-8 names only
+    and JSON holds UTF-8 text, so in such a folder intact concepts would look damaged and
+    be learned again on every run, and an export would fail on encoding.
+    """
+    text = os.fspath(Path(path).expanduser())
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} must be a path whose name is valid UTF-8, got {os.fsencode(text)!r}: the concept "
+                         f"files (safetensors) and exports need UTF-8 file names. Rename the folder, or choose "
+                         f"another {name}") from None
+    return Path(text)
+
+
 def store_path(cache_dir: str | os.PathLike, header: StoreHeader) -> Path:
     """Where the store of ``header`` lives in ``cache_dir``: a folder named by the header's digest."""
-    return Path(cache_dir).expanduser() / header.key()
+    return utf8_path(cache_dir) / header.key()
 
 
 def stores_in(cache_dir: str | os.PathLike) -> list[tuple[Path, StoreHeader]]:

@@ -6,7 +6,8 @@ base datasets::
     <cache>/
       <store key>/               one store (a 16-hex-digit digest of its header)
       concepts/<concept key>/    a learned concept set, with learned-from.json beside concepts.json
-      locks/                     concepts-<key>.lock (one per concept key, shared by every store)
+      locks/                     concepts-<key>.lock (one per concept key, shared by every store),
+                                 store-<store key>.lock (held to make, open for writing or remove a store)
       scans/<signature>.json     the digests of a base dataset's images (skips decoding them again)
 
 and a store::
@@ -22,7 +23,8 @@ and a store::
         images/00000.png ...     synthetic images (PNG, or JPEG when configured)
         metadata.jsonl           provenance: one :class:`~diffii_datasets.store.SyntheticRecord` a line
         class.json               commit record: count and SHA-256 of every file above
-      locks/                     inter-process locks (one per class, one for the shared stage, the header's)
+      locks/                     inter-process locks (one per class, one for the shared stage) and
+                                 user-<pid>.lock of each process that has the store open for writing
 
 Pure Python.
 """

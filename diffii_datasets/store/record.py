@@ -49,7 +49,8 @@ class SyntheticRecord:
         source_indices: the real images of that class it was made from (Diff-II: the
             interpolated pair, sorted; image-to-image methods: the edited image; ``()``
             when it started from noise or text alone).
-        lam: Diff-II's interpolation strength (``None`` when it started from noise).
+        lam: Diff-II's interpolation strength, >= 0, of the pair in ``source_indices`` (``None`` when
+            it started from noise).
         suffix: the suffix of Diff-II's first denoising stage (``""`` when none ran).
         seed: the class seed its random draws came from.
         strength: an image-to-image method's strength (the fraction of the noise schedule run).
@@ -125,6 +126,10 @@ class SyntheticRecord:
         strength = value.get("strength")
         if strength is not None and not 0 <= strength <= 1:
             raise ValueError(f"has strength {strength!r}, expected a number in [0, 1] or null")
+        lam, sources = value.get("lam"), value.get("source_indices", [])
+        if lam is not None and not (lam >= 0 and len(sources) == 2 and sources[0] < sources[1]):
+            raise ValueError(f"has lam {lam!r} with source_indices {sources!r}, expected an interpolation strength "
+                             ">= 0 of a pair of two different real images (sorted)")
         return cls(**value)
 
 

@@ -42,7 +42,8 @@ def write_suffixes(store: SyntheticStore, suffixes: Sequence[str]) -> None:
 
 
 def shared_problems(store: SyntheticStore) -> list[StoreProblem]:
-    """What is wrong with ``shared/``: a damaged checksum file, suffixes missing, damaged or unchecked."""
+    """What is wrong with ``shared/``: a damaged checksum file, suffixes missing (also both files, once a class is
+    committed: they steered its generation), damaged or unchecked."""
     checksums_path, suffixes_path = store.shared_dir / SHARED_CHECKSUMS, store.shared_dir / SHARED_SUFFIXES
     try:
         checksums = read_json(checksums_path, expect=None, missing_ok=True, canonical=True)
@@ -51,6 +52,8 @@ def shared_problems(store: SyntheticStore) -> list[StoreProblem]:
     if checksums is None and not checksums_path.exists():
         if suffixes_path.exists():  # the checksum went (or never came: a kill between the two writes)
             return [StoreProblem(None, _CHECKSUMS, "missing (the suffixes beside it cannot be checked)")]
+        if store.method.suffixes and any(store.is_committed(c) for c in range(store.header.num_classes)):
+            return [StoreProblem(None, _SUFFIXES, "missing (the suffixes its classes were generated with)")]
         return []  # nothing saved yet
     reasons = check_checksums(checksums, [SHARED_SUFFIXES])
     if reasons:

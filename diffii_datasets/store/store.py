@@ -18,6 +18,7 @@ and nothing was written into it (a run that failed before any work).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
+from PIL import Image, UnidentifiedImageError
 
 from diffii_datasets._io import FileFormatError, atomic_write, json_bytes, read_json, sha256_bytes, sha256_file
 from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.store import manifest as _manifest
 from diffii_datasets.store import shared as _shared
+from diffii_datasets.store.cache import utf8_path
 from diffii_datasets.store.checks import StoreDamageError, StoreProblem, check_class_record, check_metadata
 from diffii_datasets.store.header import StoreFormatError, StoreHeader, StoreMismatchError, header_differences, \
     read_header
@@ -49,18 +52,42 @@ from diffii_datasets.store.layout import (
     real_file,
 )
 from diffii_datasets.store.record import SyntheticRecord
-from diffii_datasets.store.upkeep import UserLock, remove_if_unused, remove_tree, store_problems, sweep
+from diffii_datasets.store.upkeep import UserLock, checkpoint_problems, existence_lock, holds_work, \
+    remove_if_unused, remove_tree, store_problems, sweep
 from diffii_datasets.store.writer import ENCODINGS, ClassWriter
 
 if TYPE_CHECKING:
     import torch
-    from PIL import Image
 
     from diffii_datasets.methods import Method
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SyntheticStore"]
+
+_PIL_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG",)}  # an image file's ending: the only format it is decoded as
+_IMAGE_ENDS = {".png": (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"), ".jpg": (b"\xff\xd8\xff", b"\xff\xd9")}
+"""How a whole PNG (signature, IEND chunk) and a whole JPEG (SOI, EOI marker) start and end, as PIL writes them."""
+
+
+def _image_problem(data: bytes, ending: str, decode: bool) -> str | None:
+    """Why the bytes of an image file (``.png``, ``.jpg``) would not read as an image, ``None`` when they would.
+
+    Without ``decode`` only what is cheap to see next to a checksum: a file of another kind,
+    cut short, or whose header PIL cannot parse; with it, the pixels are decoded too.
+    """
+    start, end = _IMAGE_ENDS[ending]
+    if not data.startswith(start):
+        return f"it is not a {_PIL_FORMATS[ending][0]} file" if data else "it is empty"
+    if not data.endswith(end):
+        return "it is cut short (its last bytes are not the format's end)"
+    try:
+        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS[ending]) as image:
+            if decode:
+                image.load()
+    except (OSError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        return str(error) or type(error).__name__
+    return None
 
 
 def _damage(error: FileFormatError) -> str:
@@ -86,12 +113,14 @@ class SyntheticStore:
         self.repairs: list[StoreProblem] = []
         self.created = False  # this process wrote the header of a store that did not exist
         self._user: UserLock | None = None
-        self._checked_files: set[Path] = set()  # image files whose checksum this process has checked
+        self._checked_files: set[str] = set()  # image files whose checksum process _checker has checked
+        self._checker = os.getpid()
         self._class_files: dict[int, dict[str, str]] = {}  # the committed checksums, by class, once read
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_user"] = None  # a copy (a DataLoader worker) reads; it does not hold the store open
+        state["_checked_files"] = set()  # and checks the files it reads itself
         return state
 
     @property
@@ -124,29 +153,33 @@ class SyntheticStore:
     def create(cls, path: str | os.PathLike, header: StoreHeader) -> SyntheticStore:
         """Open the store at ``path`` for writing, creating it with ``header``; refuse a store made for another.
 
-        A store whose ``store.json`` already holds ``header`` is opened without writing
-        anything. When the existing header differs, :class:`StoreMismatchError` lists the
+        A complete store whose ``store.json`` already holds ``header`` is opened without
+        writing anything. When the existing header differs, :class:`StoreMismatchError` lists the
         differing fields; a damaged one (unreadable, or not the header the directory is
         named after) is written again, with a warning. Temporaries and trash that
-        processes now gone left behind are swept. The store stays open for this process
-        (other processes see it in use) until :meth:`close`.
+        processes now gone left behind are swept. An incomplete store stays open for this
+        process (other processes see it in use, so the process that made it never removes
+        it) until :meth:`close`.
         """
         if not isinstance(header, StoreHeader):
             raise TypeError(f"header must be a StoreHeader, got {type(header).__name__}")
         if header.written is not None:
             raise StoreFormatError(f"{path}: a store of format {header.format} is read, never written to")
-        store = cls(path, header)
-        if store._header_problem() is not None:
+        store = cls(utf8_path(path, "the store's path"), header)
+        if store._header_problem() is None and (store.path / MANIFEST).is_file():
+            store.sweep()  # complete: nothing is written (a read-only mount), and nobody removes a complete store
+            return store
+        store._make_directories()
+        with existence_lock(store):  # a process that made the store and failed may be removing it right now
             store._make_directories()
-            with FileLock(str(store.locks_dir / "header.lock")):
-                problem = store._header_problem()
-                if problem is not None:
-                    if problem.reason != "missing":
-                        store.repaired(problem, "it is written again")
-                    atomic_write(store.path / HEADER, json_bytes(header.to_dict()))
-                    store.created = problem.reason == "missing"
-                store._user = UserLock.hold(store)
-        else:
+            problem = store._header_problem()
+            if problem is not None:
+                if problem.reason == "missing" and holds_work(store):  # deleted from a store with work in it
+                    problem = StoreProblem(None, HEADER, "missing (the store holds work)")
+                if problem.reason != "missing":
+                    store.repaired(problem, "it is written again")
+                atomic_write(store.path / HEADER, json_bytes(header.to_dict()))
+                store.created = problem.reason == "missing"
             store._user = UserLock.hold(store)
         store.sweep()
         return store
@@ -209,7 +242,7 @@ class SyntheticStore:
         :class:`StoreFormatError` when it is not a store this version reads,
         :class:`StoreDamageError` (naming ``store.json``) when its header is damaged.
         """
-        path = Path(path).expanduser()
+        path = utf8_path(path, "the store's path")
         if not (path / HEADER).is_file():
             raise StoreFormatError(f"{path} is not a diffii-datasets store (it has no {HEADER})")
         try:
@@ -345,65 +378,77 @@ class SyntheticStore:
 
     def read_file(self, path: str | os.PathLike) -> bytes:
         """The bytes of an image file of a committed class, checked against its commit record the first time
-        this process reads it (cheap next to decoding it).
+        this process reads it (cheap next to decoding it; a DataLoader worker checks the files it reads too).
 
         A file whose bytes are not the ones committed (a flipped byte that would still
         decode), or that cannot be read, is a :class:`StoreDamageError` naming the file; the
         next ``prepare()`` with the same inputs regenerates its class.
         """
-        path = Path(path)
+        key = os.fspath(path)
         try:
-            data = path.read_bytes()
+            with open(key, "rb") as handle:
+                data = handle.read()
         except OSError as error:
-            raise self._file_problem(path, f"unreadable ({error.strerror or error})") from None
-        if path not in self._checked_files:
-            try:
-                expected = self._file_checksums(int(path.parent.parent.name)).get(f"{path.parent.name}/{path.name}")
-            except (ValueError, FileNotFoundError):
-                expected = None
-            if expected is None:
-                raise self._file_problem(path, "not a file of a committed class of this store")
-            if sha256_bytes(data) != expected:
-                raise self._file_problem(path, "checksum mismatch")
-            self._checked_files.add(path)
+            raise self._file_problem(Path(key), f"unreadable ({error.strerror or error})") from None
+        if key not in self._checked_files or self._checker != os.getpid():
+            if self._checker != os.getpid():  # a forked process (a DataLoader worker) checks what it reads itself
+                self._checked_files, self._checker = set(), os.getpid()
+            self._check_file(Path(key), data)
+            self._checked_files.add(key)
         return data
 
+    def _check_file(self, path: Path, data: bytes) -> None:
+        try:
+            expected = self._file_checksums(int(path.parent.parent.name)).get(f"{path.parent.name}/{path.name}")
+        except (ValueError, FileNotFoundError):
+            expected = None
+        if expected is None or path.parent.parent.parent != self.classes_dir:
+            raise self._file_problem(path, "not a file of a committed class of this store")
+        if sha256_bytes(data) != expected:
+            raise self._file_problem(path, "checksum mismatch")
+
     def load_image(self, path: str | os.PathLike) -> Image.Image:
-        """An image file of this store as an RGB PIL image (:meth:`read_file`, then decoded); errors name the file."""
-        import io
+        """An image file of this store as an RGB PIL image (:meth:`read_file`, then decoded); errors name the file.
 
-        from PIL import Image, UnidentifiedImageError
-
+        A file that fails to decode though its checksum matches was committed that way or edited
+        together with its checksums: the error says so (``verify`` decodes every image).
+        """
         data = self.read_file(path)
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                return image.convert("RGB")
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-            raise self._file_problem(Path(path), f"not a readable image ({error})") from None
+            image = Image.open(io.BytesIO(data), formats=_PIL_FORMATS.get(os.fspath(path)[-4:]))
+            image.load()
+        except (OSError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+            raise self._file_problem(Path(path), f"not a readable image ({error}), though its checksum matches "
+                                                 "its class.json (edited together with its checksums?)",
+                                     "delete the class's directory and prepare() with the same inputs generates "
+                                     "it again") from None
+        return image if image.mode == "RGB" else image.convert("RGB")
 
     def _file_checksums(self, class_index: int) -> dict[str, str]:
         if class_index not in self._class_files:
             self._class_files[class_index] = self.class_record(class_index)["files"]
         return self._class_files[class_index]
 
-    def _file_problem(self, path: Path, reason: str) -> StoreDamageError:
+    def _file_problem(self, path: Path, reason: str,
+                      action: str = "prepare() with the same inputs regenerates the class") -> StoreDamageError:
         try:
             class_index = int(path.parent.parent.name)
             relative = f"{path.parent.name}/{path.name}"
         except ValueError:
             return StoreDamageError(self.path, StoreProblem(None, str(path), reason))
-        return self._problem(class_index, relative, f"{reason}; prepare() with the same inputs regenerates the "
-                                                    "class")
+        return self._problem(class_index, relative, f"{reason}; {action}")
 
     def verify(self, class_indices: Sequence[int], *, checksums: bool = True, decode: bool = False
                ) -> list[StoreProblem]:
         """What is wrong with the given committed classes; uncommitted classes are skipped.
 
         Checks the commit record against the header, every file it lists (present, and with
-        ``checksums`` its SHA-256), the provenance lines against the record, and reports any
+        ``checksums`` its SHA-256 and, for an image, that it is whole: the format's start and
+        end, a header PIL reads), the provenance lines against the record, and reports any
         file of the class directory the record does not list. With ``decode`` every image
-        is decoded too (what a read would fail on). With ``checksums=False`` only the record
-        and the presence of the files are checked.
+        is decoded too (what a read would fail on, even in a file edited together with its
+        checksums). With ``checksums=False`` only the record and the presence of the files
+        are checked.
         """
         problems = []
         for class_index in class_indices:
@@ -418,18 +463,14 @@ class SyntheticStore:
             return [error.store_problem]
         problems = []
         for relative, expected in record["files"].items():
-            path = self.class_dir(class_index) / relative
-            if not path.is_file():
-                problems.append(StoreProblem(class_index, relative, "missing"))
-            elif checksums and sha256_file(path) != expected:
-                problems.append(StoreProblem(class_index, relative, "checksum mismatch"))
+            reason = self._file_reason(class_index, relative, expected, checksums, decode)
+            if reason is not None:
+                problems.append(StoreProblem(class_index, relative, reason))
         if checksums and not problems:
             try:
                 self.records(class_index)
             except StoreDamageError as error:
                 problems.append(error.store_problem)
-        if decode and not problems:
-            problems += self._decode_problems(class_index, record)
         listed = set(record["files"]) | {CLASS_RECORD}
         directory = self.class_dir(class_index)
         for path in sorted(directory.rglob("*")):
@@ -438,18 +479,31 @@ class SyntheticStore:
                 problems.append(StoreProblem(class_index, relative, "a stray file (class.json does not list it)"))
         return problems
 
-    def _decode_problems(self, class_index: int, record: Mapping[str, Any]) -> list[StoreProblem]:
-        from PIL import Image, UnidentifiedImageError
-
-        problems = []
-        for relative in record["files"]:
-            if relative.endswith((".png", ".jpg")):
-                try:
-                    with Image.open(self.class_dir(class_index) / relative) as image:
-                        image.load()
-                except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-                    problems.append(StoreProblem(class_index, relative, f"not a readable image ({error})"))
-        return problems
+    def _file_reason(self, class_index: int, relative: str, expected: str, checksums: bool, decode: bool
+                     ) -> str | None:
+        """What is wrong with a file of a committed class (``None``: nothing); see :meth:`verify`."""
+        path = self.class_dir(class_index) / relative
+        if not path.is_file():
+            return "missing"
+        image = path.suffix in _PIL_FORMATS
+        if not (checksums or (decode and image)):
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            return f"unreadable ({error.strerror or error})"
+        if checksums and sha256_bytes(data) != expected:
+            return "checksum mismatch"
+        if not image:
+            return None
+        problem = _image_problem(data, path.suffix, decode=False)
+        if problem is not None:  # prepare() sees this too, and generates the class again
+            return f"not a readable image ({problem})"
+        problem = _image_problem(data, path.suffix, decode=True) if decode else None
+        if problem is not None:  # only a decode sees it: the file is whole and matches its checksums
+            return (f"not a readable image ({problem}), though whole and matching its checksums; delete "
+                    f"{CLASSES_DIR}/{class_dir_name(class_index)} and prepare() generates the class again")
+        return None
 
     def problems(self, *, checksums: bool = True, decode: bool = True) -> list[StoreProblem]:
         """Everything wrong with the store, one :class:`StoreProblem` each (what ``diffii-datasets verify`` prints).
@@ -466,6 +520,20 @@ class SyntheticStore:
     def sweep(self) -> list[Path]:
         """Delete the temporaries and trash that processes now gone left; returns what was deleted."""
         return sweep(self)
+
+    def concept_checkpoint_problems(self) -> list[StoreProblem]:
+        """What concept learning in this store would discard: damaged checkpoints, tensor files no checkpoint
+        describes, temporary files of killed writes (in :attr:`concept_work_dir`)."""
+        return checkpoint_problems(self)
+
+    def discard_damaged_checkpoints(self) -> None:
+        """Once the concepts are learned and cached: remove the concept-learning checkpoints when any is damaged,
+        with a warning naming each problem (they would only have served to learn the concepts again)."""
+        problems = self.concept_checkpoint_problems()
+        for problem in problems:
+            self.repaired(problem, "the concept-learning checkpoints are removed (the learned concepts are cached)")
+        if problems:
+            remove_tree(self.concept_work_dir)
 
     def remove_if_unused(self) -> bool:
         """Delete the store when this process made it, nobody else has it open and nothing was written into it."""

@@ -30,7 +30,8 @@ from diffii_datasets.store.layout import CLASSES_DIR, HEADER, LOCKS_DIR, MANIFES
 if TYPE_CHECKING:
     from diffii_datasets.store.store import SyntheticStore
 
-__all__ = ["UserLock", "remove_if_unused", "remove_tree", "store_problems", "sweep"]
+__all__ = ["UserLock", "checkpoint_problems", "existence_lock", "holds_work", "remove_if_unused", "remove_tree",
+           "store_problems", "sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,18 +138,35 @@ def sweep(store: SyntheticStore) -> list[Path]:
     return swept
 
 
+def holds_work(store: SyntheticStore) -> bool:
+    """Whether anything besides the header was ever written into ``store`` (a class, shared files, scratch)."""
+    return (store.path / MANIFEST).exists() or any(
+        f.is_file() for folder in (store.classes_dir, store.shared_dir, store.work_dir) for f in folder.rglob("*"))
+
+
+def existence_lock(store: SyntheticStore) -> FileLock:
+    """The lock under which a store is made, opened for writing, or removed: ``<cache>/locks/store-<name>.lock``.
+
+    It lives outside the store, so a process waiting for it never holds a lock file
+    inside a store that is being removed.
+    """
+    locks = store.path.parent / LOCKS_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(locks / f"store-{store.path.name}.lock"))
+
+
 def remove_if_unused(store: SyntheticStore) -> bool:
     """Delete ``store`` when this process made it, no other process has it open, and nothing but its header
-    was ever written (a run that failed before any work)."""
+    was ever written (a run that failed before any work).
+
+    Under :func:`existence_lock`, which a process opening the store holds until it holds
+    the store open (:class:`UserLock`), so a store another process just found is never removed.
+    """
     if not store.created or not store.path.is_dir() or not os.access(store.path, os.W_OK):
         return False
     try:
-        with FileLock(str(store.locks_dir / "header.lock")):
-            if other_users(store):
-                return False
-            used = [p for p in (store.classes_dir, store.shared_dir, store.work_dir)
-                    if any(f.is_file() for f in p.rglob("*"))]
-            if used or (store.path / MANIFEST).exists():
+        with existence_lock(store):
+            if other_users(store) or holds_work(store):
                 return False
             store.close()
             shutil.rmtree(store.path, ignore_errors=True)
@@ -193,4 +211,20 @@ def store_problems(store: SyntheticStore, *, checksums: bool = True, decode: boo
     problems += [StoreProblem(None, MANIFEST, f"damaged ({reason})") for reason in store.verify_manifest()]
     problems += store.shared_problems()
     problems += ConceptCache(store.path.parent).problems(store.header.concepts)
-    return problems + _stray_problems(store)
+    strays = _stray_problems(store)
+    reported = {problem.file for problem in strays}
+    return problems + [p for p in checkpoint_problems(store) if p.file not in reported] + strays
+
+
+def checkpoint_problems(store: SyntheticStore) -> list[StoreProblem]:
+    """What the next concept learning in ``store`` would discard: damaged checkpoints, tensor files no checkpoint
+    describes, temporary files of killed writes (``work/concepts``)."""
+    from diffii_datasets.diffusion.concepts.checkpoint import checkpoint_problems as concept_checkpoint_problems
+
+    problems = []
+    prefix = f"{store.path}{os.sep}"
+    for line in concept_checkpoint_problems(store.concept_work_dir):
+        path, _, detail = line.removeprefix(prefix).partition(": ")
+        reason = detail if detail.startswith(("a tensor file", "a temporary file")) else f"not usable ({detail})"
+        problems.append(StoreProblem(None, Path(path).as_posix(), reason))
+    return problems

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
-
 from types import SimpleNamespace
 
+from diffii_datasets._io import json_bytes, sha256_bytes
 from tests.helpers.augment import make_dataset, make_wrapper
 
 SCRATCH = ("locks", "work", "scans")  # neither the store's content nor the cache's: locks, scratch, scan caches
@@ -57,3 +60,46 @@ def flip(path: Path, offset: int, mask: int = 0x01) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= mask
     path.write_bytes(bytes(data))
+
+
+def ended_pid() -> int:
+    """The id of a process that has ended (what a killed process's leftovers are named after)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def rewrite_consistently(store: Path, class_index: int, relative: str, data: bytes) -> None:
+    """Replace a file of a committed class and make every checksum agree with it: its line of
+    ``metadata.jsonl`` (an image's), ``class.json`` and the manifest (a forgery no checksum can catch)."""
+    class_dir = store / "classes" / f"{class_index:05d}"
+    (class_dir / relative).write_bytes(data)
+    record = json.loads((class_dir / "class.json").read_text())
+    record["files"][relative] = sha256_bytes(data)
+    if relative.startswith("images/"):
+        lines = [json.loads(line) for line in (class_dir / "metadata.jsonl").read_text().splitlines()]
+        for line in lines:
+            if line["file"] == relative:
+                line["sha256"] = sha256_bytes(data)
+        edit_metadata_consistently(store, class_index, lines, record)
+    else:
+        _commit_record(store, class_index, record)
+
+
+def edit_metadata_consistently(store: Path, class_index: int, lines: list[dict], record: dict | None = None) -> None:
+    """Write ``lines`` as the class's ``metadata.jsonl`` (as the writer does) and make the checksums agree."""
+    class_dir = store / "classes" / f"{class_index:05d}"
+    data = b"".join(json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines)
+    (class_dir / "metadata.jsonl").write_bytes(data)
+    record = record or json.loads((class_dir / "class.json").read_text())
+    record["files"]["metadata.jsonl"] = sha256_bytes(data)
+    _commit_record(store, class_index, record)
+
+
+def _commit_record(store: Path, class_index: int, record: dict) -> None:
+    class_dir = store / "classes" / f"{class_index:05d}"
+    (class_dir / "class.json").write_bytes(json_bytes(record))
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["class_records"][f"{class_index:05d}"]["class_json_sha256"] = sha256_bytes(
+        (class_dir / "class.json").read_bytes())
+    (store / "manifest.json").write_bytes(json_bytes(manifest))
