@@ -90,7 +90,7 @@ def serving(args, work: Path, pipe, concepts_config) -> tuple[float, float, int]
     from torchvision.transforms import ToTensor
 
     from diffii_datasets import DiffIIAugmented, DiffIIConfig
-    from diffii_datasets.augmented import replace_draws
+    from diffii_datasets.replacement import replace_draws
     from diffii_datasets.diffusion import learn_concepts
     from diffii_datasets.testing import tiny_image_dataset
 

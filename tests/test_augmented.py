@@ -310,7 +310,7 @@ def _drawn_by_numpy(seed, epoch, index, label, probability, pool_sizes, weights)
 @pytest.mark.parametrize("balanced", [False, True])
 def test_the_draws_of_epochs_are_the_per_item_numpy_draws_of_0_2(seed, epoch, balanced):
     """Every item of some epochs is drawn at once (PCG64 in numpy), exactly as one Generator per item drew it."""
-    from diffii_datasets.augmented import replace_draws
+    from diffii_datasets.replacement import replace_draws
 
     rng = np.random.default_rng(seed % 1000 + epoch)
     pool_sizes = np.array([0, 1, 2, 7, 1000, 3_000_000_000, 5_000_000_000])  # the last two: Lemire rejects often,

@@ -331,7 +331,7 @@ def test_info_on_a_store_of_an_older_format_says_so(capsys, tmp_path):
 def test_verify_passes_then_finds_damage_and_missing_classes(generated, capsys, tmp_path):
     ok = run_cli("verify", str(generated.store))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "OK (3 classes, 10 synthetic images, every checksum matches)" in ok.stdout
+    assert "OK (3 classes, 10 synthetic images, every checksum matches, every image decodes)" in ok.stdout
 
     damaged = tmp_path / "damaged"
     shutil.copytree(generated.store, damaged)
