@@ -454,7 +454,7 @@ def own(tmp_path_factory):
 
 def test_generate_takes_your_own_images_and_the_tiny_model(own):
     out = own.result.stdout
-    assert f"{SAMPLE_DIR}: 12 real images in 3 classes (metaclass 'shape')\n" in out
+    assert f"{SAMPLE_DIR}: 12 real images in 3 classes (metaclass 'shape'); method Diff-II\n" in out
     assert "generated 12 synthetic images for 3 classes" in out
     store = SyntheticStore.open(own.store)
     assert store.header.model == "tiny" and store.header.metaclass == "shape" and store.manifest()["complete"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffii_datasets import _checks
+from diffii_datasets._pretrained import HubUnreachableError
 from diffii_datasets.settings.base import Setting
 from diffii_datasets.released.archives import MAX_EXTRACTED_BYTES, archive_files, extract_archive
 from diffii_datasets.released.layout import (
@@ -131,21 +132,23 @@ def download_archive(filename: str, *, revision: str | None = None, force_downlo
                 logger.warning("could not reach the Hugging Face Hub (%s); using the cached %s", _one_line(unreachable),
                                path)
                 return path
-            raise OSError(f"could not get {filename} of the Hugging Face dataset repository {REPO_ID}{at} from "
-                          f"{constants.ENDPOINT} ({_one_line(unreachable)}), and it is not in the local Hugging Face "
-                          f"cache ({constants.HF_HUB_CACHE}). Download it where the Hub is reachable with {how} "
-                          "and use that cache here with HF_HUB_OFFLINE=1, or pass the authors' files with "
-                          "released_from (--released-from)") from unreachable
+            raise HubUnreachableError(
+                f"could not get {filename} of the Hugging Face dataset repository {REPO_ID}{at} from "
+                f"{constants.ENDPOINT} ({_one_line(unreachable)}), and it is not in the local Hugging Face cache "
+                f"({constants.HF_HUB_CACHE}). Download it where the Hub is reachable with {how} and use that cache "
+                "here with HF_HUB_OFFLINE=1, or pass the authors' files with released_from (--released-from)"
+            ) from unreachable
         return Path(hf_hub_download(REPO_ID, filename, force_download=force_download, **options))
     except LocalEntryNotFoundError as error:
         if constants.is_offline_mode():
-            raise OSError(f"{filename} of the Hugging Face dataset repository {REPO_ID}{at} is not in the local "
-                          f"Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are disabled "
-                          f"(HF_HUB_OFFLINE=1). Download it once where the Hub is reachable, e.g. {how}, or pass "
-                          "the authors' files with released_from (--released-from).") from error
-        raise OSError(f"could not download {filename} of the Hugging Face dataset repository {REPO_ID}{at} and it "
-                      f"is not in the local cache ({_one_line(error)}); check your connection, then retry or run "
-                      f"{how}") from error
+            raise HubUnreachableError(f"{filename} of the Hugging Face dataset repository {REPO_ID}{at} is not in "
+                                      f"the local Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are "
+                                      f"disabled (HF_HUB_OFFLINE=1). Download it once where the Hub is reachable, e.g. "
+                                      f"{how}, or pass the authors' files with released_from (--released-from).") \
+                from error
+        raise HubUnreachableError(f"could not download {filename} of the Hugging Face dataset repository "
+                                  f"{REPO_ID}{at} and it is not in the local cache ({_one_line(error)}); check your "
+                                  f"connection, then retry or run {how}") from error
     except RevisionNotFoundError as error:
         raise ValueError(f"revision {revision!r} does not exist in the Hugging Face dataset repository "
                          f"{REPO_ID}") from error

@@ -93,12 +93,12 @@ def test_a_killed_run_resumes_to_the_same_final_weights(tmp_path):
         train(train_set, test_set, tiny_recipe(epochs=EPOCHS, lr=0.01), output_dir=run, workers=0, progress=False)
 
 
-def test_runs_written_before_the_mixing_and_batch_norm_knobs_are_still_read_back(tmp_path):
+def test_runs_written_before_the_mixing_batch_norm_and_soft_label_knobs_are_still_read_back(tmp_path):
     train_set, test_set = tiny_image_dataset(3, 4, 32, seed=0), tiny_image_dataset(3, 2, 32, seed=1)
     recipe = tiny_recipe(epochs=1)
     train(train_set, test_set, recipe, output_dir=tmp_path, workers=0, progress=False)
     before = {name: value for name, value in recipe.to_dict().items()
-              if name not in ("mixup", "cutmix", "mixup_probability", "bn_group_size")}
+              if name not in ("mixup", "cutmix", "mixup_probability", "bn_group_size", "soft_label_gamma")}
     identity = fingerprint({"recipe": before, "classes": train_set.classes, "train": 12, "test": 6, "validation": None,
                             "ranks": 1})  # how the version before these knobs named a run
     assert read_json(tmp_path / RESULT_FILE)["identity"] == identity

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from diffii_datasets.diffusion.concepts import ConceptConfig, ConceptSet, learn_concepts
 from diffii_datasets.diffusion.concepts.checkpoint import (
@@ -147,6 +148,8 @@ def test_deleting_the_checkpoint_starts_over_and_leaves_nothing_behind(case, tmp
 # A run killed while it writes its second checkpoint's tensors (after the temporary file, before the rename).
 KILLED_WHILE_WRITING = textwrap.dedent("""
     import os, signal, sys
+    import torch
+    torch.set_num_threads(int(os.environ["DIFFII_TEST_THREADS"]))  # float results depend on it: as the parent's
     import diffii_datasets._io as io
     from diffii_datasets.diffusion.concepts import ConceptConfig, learn_concepts
     from diffii_datasets.testing import tiny_image_dataset, tiny_pipeline
@@ -166,7 +169,8 @@ KILLED_WHILE_WRITING = textwrap.dedent("""
 
 def test_a_kill_while_writing_leaves_a_temporary_file_that_is_reported_and_then_removed(case, tmp_path):
     result = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(tmp_path)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "0"})
+                            text=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "0",
+                                                         "DIFFII_TEST_THREADS": str(torch.get_num_threads())})
     assert result.returncode == -9, result.stderr[-2000:]
     (temp,) = tmp_path.glob(".concepts-checkpoint-00000006.safetensors.tmp-*")
     assert json.loads((tmp_path / CHECKPOINT_FILE).read_text())["step"] == 3  # the last good one, intact

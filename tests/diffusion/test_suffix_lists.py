@@ -93,9 +93,9 @@ def test_user_list_bad_input(tmp_path):
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("nope", "unknown suffix spec 'nope'; valid forms: 'builtin', 'builtin:<family>'.*'file:<path>'.*'captioned'"),
+    ("nope", "unknown suffix spec 'nope'; valid forms: 'builtin', 'builtin:<list>'.*'file:<path>'.*'captioned'"),
     ("file:", "unknown suffix spec 'file:'"),
-    ("builtin:fish", "unknown built-in suffix family 'fish'; expected one of aircraft, animal, bird, car"),
+    ("builtin:fish", "unknown built-in suffix list 'fish'; expected one of aircraft, animal, bird, car"),
     ("captioned:foo=1", r"unknown captioned option\(s\) \['foo'\]"),
     ("captioned:{not json", "not valid JSON"),
     ("captioned:summariser=gpt", "summariser must be 'llm', 'llm:<model id or dir>', 'openai:<model>'"),

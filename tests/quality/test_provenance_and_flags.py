@@ -4,13 +4,14 @@ import pytest
 
 from diffii_datasets.quality.flags import FLAG_RULES, flag_classes
 from diffii_datasets.quality.provenance import NO_SUFFIX, lambda_edges, summarize_provenance
+from diffii_datasets.store import SyntheticRecord
 
 RECORDS = [
-    {"lam": 0.0, "suffix": "in the snow"},
-    {"lam": 1.0, "suffix": "in the snow"},
-    {"lam": 2.0, "suffix": "on a branch"},
-    {"lam": 4.0, "suffix": ""},
-    {"lam": None, "suffix": "in the snow"},
+    SyntheticRecord(0, 0, lam=0.0, suffix="in the snow"),
+    SyntheticRecord(1, 0, lam=1.0, suffix="in the snow"),
+    SyntheticRecord(2, 0, lam=2.0, suffix="on a branch"),
+    SyntheticRecord(3, 0, lam=4.0, suffix=""),
+    SyntheticRecord(4, 0, lam=None, suffix="in the snow"),
 ]
 
 
@@ -26,7 +27,8 @@ def test_provenance_summary():
 
 
 def test_provenance_of_noise_started_images_only():
-    summary = summarize_provenance([{"lam": None, "suffix": ""}] * 2, lambda_edges([{"lam": None}], bins=2))
+    noise = SyntheticRecord(0, 0, lam=None, suffix="")
+    summary = summarize_provenance([noise] * 2, lambda_edges([noise], bins=2))
     assert summary["noise_started_share"] == 1.0
     assert summary["lam_mean"] is None and summary["lam_counts"] == [0, 0]
 

@@ -37,7 +37,7 @@ def test_sweep_points_are_measured_on_the_generated_images(generated, metric_mod
         assert point.clip_score == pytest.approx(clip_score(clip_image_embeddings(metric_models, images), text))
         assert point.lpips == pytest.approx(mean_pairwise_lpips(metric_models.lpips, images, size=32))
     # The store's own split ratio repeats the store's first images; the others differ from them.
-    stored = [_pixels(store.image_path(0, record["file"])) for record in store.records(0)[:3]]
+    stored = [_pixels(store.image_path(0, record.file)) for record in store.records(0)[:3]]
     again = [np.asarray(image, dtype=np.int16) for image in sweep.images[0]]
     assert all(np.abs(a - s).max() <= 1 for a, s in zip(again, stored))
     assert any(np.abs(np.asarray(image, dtype=np.int16) - s).max() > 1 for image, s in zip(sweep.images[1], stored))

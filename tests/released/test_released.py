@@ -188,5 +188,5 @@ def test_the_classifier_protocol_takes_the_released_lists(serve, release, root, 
     serve(release[0])
     test, _ = load_test_split("cub-5shot", root, subset="released")
     assert _keys(test)[0] == "images/001.Black_footed_Albatross/Black_footed_Albatross_0002_0.jpg" and len(test) == 3
-    train = _real_subset("cub-5shot", root, 0, "exponential", False, "released")
+    train = _real_subset("cub-5shot", root, 0, "exponential", False, "released", None)
     assert len(train) == 5 and (tmp_path / "cache" / "released" / COMMIT / "datasets").is_dir()
