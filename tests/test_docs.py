@@ -59,6 +59,7 @@ API_PAGES = {
     "diffii_datasets.diffusion": "diffusion.md",
     "diffii_datasets.hf": "hf.md",
     "diffii_datasets.classify": "classify.md",
+    "diffii_datasets.compare": "compare.md",
     "diffii_datasets.quality": "quality.md",
     "diffii_datasets.released": "released.md",
     "diffii_datasets.testing": "testing.md",
