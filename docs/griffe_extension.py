@@ -23,6 +23,7 @@ from griffe import Attribute, Docstring, Extension, Object
 
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|data|attr|exc|obj|const):`(?P<body>[^`]+)`")
 LITERAL_MARKER = re.compile(r"(?<=\S)::$", re.MULTILINE)
+CODE_SPAN = re.compile(r"(`+).+?\1")
 
 
 def _display(match: re.Match[str]) -> str:
@@ -36,8 +37,19 @@ def _display(match: re.Match[str]) -> str:
 
 
 def markdown_docstring(text: str) -> str:
-    """``text`` with every role a code span and every paragraph-ending ``::`` a ``:``."""
-    return LITERAL_MARKER.sub(":", ROLE.sub(_display, text))
+    """``text`` with every role a code span, every paragraph-ending ``::`` a ``:``, and a ``<`` of prose (a prompt's
+    ``<class_i>``) escaped, so Markdown shows it rather than reading an HTML tag (code spans and the indented code
+    blocks are left as they are)."""
+    lines = LITERAL_MARKER.sub(":", ROLE.sub(_display, text)).split("\n")
+    return "\n".join(line if line.startswith("    ") else _escape_prose(line) for line in lines)
+
+
+def _escape_prose(line: str) -> str:
+    pieces, last = [], 0
+    for span in CODE_SPAN.finditer(line):
+        pieces += [line[last:span.start()].replace("<", "&lt;"), span.group(0)]
+        last = span.end()
+    return "".join(pieces) + line[last:].replace("<", "&lt;")
 
 
 def knob_parts(node: Any) -> tuple[str, str] | None:

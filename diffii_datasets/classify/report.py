@@ -111,7 +111,7 @@ def format_table(report: dict[str, Any], *, per_class: bool = False) -> str:
     title = [report["setting"] or "custom data", *([report["method"]] if report.get("method") else []),
              report["backbone"] or report["recipe"]["model"], what,
              f"{len(report['seeds'])} seed{'s' if len(report['seeds']) > 1 else ''} ({seeds})",
-             f"{report['recipe']['epochs']} epochs"]
+             f"{report['recipe']['epochs']} epoch{'s' if report['recipe']['epochs'] != 1 else ''}"]
     lines = [", ".join(title)]
     figures = report["figures"]
     paper = report.get("paper")

@@ -31,7 +31,7 @@ from diffii_datasets.settings.base import LONG_TAIL_PROFILES
 
 EPILOG = """examples:
   diffii-datasets compare cub-5shot --root data/ --methods original,mixup,cutmix,diff-ii --seeds 0,1,2 --output-dir cmp/
-  diffii-datasets compare table1 --root data/ --backbones resnet50,vit_b_16 --methods paper --seeds 0,1,2 \
+  diffii-datasets compare table1 --root data/ --backbones resnet50,vit_b_16 --methods paper --seeds 0,1,2 \\
       --output-dir t1/
   diffii-datasets compare table1 --root data/ --methods paper --seeds 0,1,2 --output-dir t1/ --dry-run
   diffii-datasets compare --image-folder my-birds/ --test-folder my-birds-test/ --metaclass bird \\

@@ -152,7 +152,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"{store.path}: NOT OK ({len(problems)} problems, {len(missing)} classes missing)")
         return 1
     images = sum(store.class_record(c)["count"] for c in classes)
-    print(f"{store.path}: OK ({len(classes)} classes, {images} synthetic images, every checksum matches, every image decodes)")
+    print(f"{store.path}: OK ({len(classes)} classes, {images} synthetic images, every checksum matches, every image "
+          "decodes)")
     return 0
 
 

@@ -105,7 +105,7 @@ class DiffIIBuilderConfig(datasets.BuilderConfig):
 class DiffIIBuilder(datasets.GeneratorBasedBuilder):
     """The paper's settings (``cub-5shot`` ... ``flower-lt-if10``) as Hugging Face datasets.
 
-    Splits: ``train`` (the real subset), ``synthetic`` (Diff-II images with provenance)
+    Splits: ``train`` (the real subset), ``synthetic`` (the method's images, Diff-II's by default, with provenance)
     and ``test`` (the real evaluation split); features: :func:`~diffii_datasets.hf.diffii_features`.
 
     Args:
@@ -126,8 +126,9 @@ class DiffIIBuilder(datasets.GeneratorBasedBuilder):
         **kwargs: the fields of :class:`DiffIIBuilderConfig`: ``data_dir`` (the raw data root to
             generate from), ``source`` (a Hub repository id or a local export folder to load a
             prebuilt set from instead; then no generation knob may be passed), ``seed`` (draws the
-            real subset and seeds generation, default 0) ...; any ``DiffIIConfig`` field (``model``,
-            ``expansion_rate``, ``split_ratio``, ``inversion_steps`` ...); and
+            real subset and seeds generation, default 0), ``method`` (a name of
+            :func:`~diffii_datasets.methods.list_methods`, default ``"diff-ii"``) ...; any knob of that method's
+            config (``model``, ``expansion_rate``, ``split_ratio``, ``strengths`` ...); and
             ``datasets.DatasetBuilder``'s own arguments (``cache_dir``, ``revision``, ``token`` ...).
 
     The ``datasets`` cache is keyed by these arguments: after changing the raw files
