@@ -8,6 +8,7 @@ the command line and the report take any registered method.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import TYPE_CHECKING
 
@@ -67,10 +68,24 @@ def get_method(name: str) -> Method:
 
 
 def all_knobs() -> list[Knob]:
-    """Every knob of the registered methods' configs, once per name (the first declaration's help and parsing):
-    what the command line and the Hub builder accept, each method taking its own."""
+    """Every knob of the registered methods' configs, once per name: what the command line and the Hub builder
+    accept, each method taking its own. A name the methods explain differently gets each meaning, labelled with
+    its methods (the largest group, when every method has the knob, last as "the other methods"); parsing is
+    the first declaration's."""
     found: dict[str, Knob] = {}
+    helps: dict[str, dict[str, list[str]]] = {}
     for name in list_methods():
         for item in get_method(name).config_class.knobs():
             found.setdefault(item.name, item)
-    return list(found.values())
+            helps.setdefault(item.name, {}).setdefault(item.help, []).append(name)
+    return [dataclasses.replace(item, help=_merged_help(helps[item.name])) for item in found.values()]
+
+
+def _merged_help(helps: dict[str, list[str]]) -> str:
+    if len(helps) == 1:
+        return next(iter(helps))
+    largest = max(helps, key=lambda text: len(helps[text]))
+    if sum(len(methods) for methods in helps.values()) < len(METHOD_MODULES):
+        largest = None  # some method lacks the knob: "the other methods" would name it
+    parts = [f"{', '.join(methods)}: {text}" for text, methods in helps.items() if text != largest]
+    return "; ".join(parts + ([f"the other methods: {largest}"] if largest else []))

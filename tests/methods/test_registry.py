@@ -8,7 +8,7 @@ import pytest
 
 from diffii_datasets.config import DEFAULT_MODEL, DiffIIConfig
 from diffii_datasets.diffusion.concepts.config import RECIPE_DA_FUSION, ConceptConfig
-from diffii_datasets.methods import get_method, list_methods
+from diffii_datasets.methods import all_knobs, get_method, list_methods
 from diffii_datasets.methods.baseline_config import EditConfig, sampler_unet_calls
 from diffii_datasets.methods.edit_methods import RealGuidanceConfig
 from diffii_datasets.methods.real_filter import CLIP_MODEL, EncodedImage
@@ -54,6 +54,20 @@ def test_published_defaults_and_a_help_text_for_every_knob(name):
     assert {item.name: item.default for item in knobs} == {item.name: getattr(config, item.name) for item in knobs}
     concept_knobs = [item.name for item in knobs if item.name.startswith("concept_")]
     assert bool(concept_knobs) == method.concepts
+
+
+def test_the_union_of_knobs_explains_a_shared_name_per_method():
+    union = {item.name: item for item in all_knobs()}
+    per_method = {name: {item.name: item.help for item in get_method(name).config_class.knobs()}
+                  for name in list_methods()}
+    assert set(union) == set().union(*per_method.values())
+    seed_help = union["seed"].help  # Diff-II's seed also draws the training subset; the baselines' does not
+    assert seed_help.startswith(f"diff-ii: {per_method['diff-ii']['seed']}; the other methods: ")
+    assert seed_help.endswith(per_method["diff-mix"]["seed"])
+    prompt_help = union["prompt"].help  # Diff-II has no prompt knob: no group may be called "the other methods"
+    assert "the other methods" not in prompt_help and "diff-ii" not in prompt_help
+    assert f"da-fusion, diff-aug, diff-mix: {per_method['da-fusion']['prompt']}" in prompt_help
+    assert union["model"].help == per_method["diff-ii"]["model"]  # one meaning: said once
 
 
 def test_concepts_diff_aug_and_diff_mix_share_diff_ii_s_recipe_da_fusion_has_its_own():
