@@ -253,10 +253,10 @@ def _show_plan(plan: Plan, job: PreparationJob, pipeline: Callable[[], Any], boa
     seen = board.show or logging.getLogger("diffii_datasets.progress").isEnabledFor(logging.INFO)
     published = _published_concept_steps(plan)
     pipe = pipeline() if job.method.diffusion and not plan.empty and (seen or published) else None
-    if plan.empty:
-        estimate = Estimate(0.0, "nothing to run")
-    elif not job.method.diffusion:
+    if not job.method.diffusion:
         estimate = Estimate.unknown("the method runs no UNet")
+    elif plan.empty:
+        estimate = Estimate(0.0, "nothing to run")
     elif pipe is None or not (seen or execution_device(pipe).type == "cpu"):
         estimate = Estimate.unknown("not measured: the plan is not shown")
     else:

@@ -106,9 +106,10 @@ def test_every_config_knob_is_a_generate_flag(tmp_path):
     knobs = DiffIIConfig.knobs()
     assert set(values) == {item.name for item in knobs}
     flags = _flags(_subcommand("generate"))
-    for item in knobs:  # each flag is spelled, typed and explained by its knob's declaration
-        action = flags[item.flag]
-        assert action.dest == item.name and action.default is None and action.help.startswith(item.help)
+    for item in knobs:  # each flag is spelled, typed and explained by its knob's declaration (Diff-II's meaning
+        action = flags[item.flag]  # labelled "diff-ii: " where the baselines' differs)
+        assert action.dest == item.name and action.default is None
+        assert action.help.startswith((item.help, f"diff-ii: {item.help}"))
         assert (item.default is None or item.default == ()) or "(default: " in action.help
     argv = ["generate", "cub-5shot", "--root", "r", "--cache-dir", "c"]
     for item in knobs:
@@ -272,6 +273,26 @@ def test_plan_counts_a_fresh_caches_work_and_none_for_a_complete_store(generated
     assert "0 of 3 classes to generate (3 already in the store)" in out and "none: nothing to generate" in out
     assert "  estimated time    none (nothing to run)" in out.splitlines()
     assert out.splitlines()[-1] == f"store: {generated.store} (complete)"
+
+
+def test_plan_of_a_filter_counts_the_store_it_filters_first(inputs, capsys, tmp_path):
+    root, model = inputs
+    status, out, _ = _main(capsys, "plan", "cub-5shot", "--method", "real-filter", "--root", str(root), "--model",
+                           str(model), "--denoising-steps", "4", "--cache-dir", str(tmp_path / "cache"))
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1] == "Real-Filter reads the Real-Guidance store of the same images, made first:"
+    assert lines[2].startswith("Real-Guidance plan: 3 of 3 classes to generate")
+    # 25 images (rate 5), each edited at strength 0.5 over PNDM's 4-step schedule (3 UNet calls) with guidance
+    editing = lines[3].split()
+    assert editing[:3] == ["image-to-image", "25", "synthetic"] and editing[-3:] == ["150", "UNet", "evaluations"]
+    stores = [line for line in lines if line.startswith("store: ")]
+    assert len(stores) == 2 and all(line.endswith("(not made yet)") for line in stores)
+    filtering = lines[lines.index(stores[0]) + 1:]
+    assert filtering[0].startswith("Real-Filter plan: 3 of 3 classes to generate")
+    assert filtering[1].split()[:3] == ["CLIP", "filter", "25"]
+    assert filtering[2].split()[1:] == ["0", "UNet", "evaluations"]
+    assert filtering[3] == "  estimated time    unknown (the method runs no UNet)"
 
 
 def test_generate_again_skips_what_is_in_the_store(generated, inputs):

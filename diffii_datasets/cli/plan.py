@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from diffii_datasets.cli._common import AddCommand
@@ -53,6 +54,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
     from diffii_datasets.estimate import Estimate, estimate_plan
     from diffii_datasets.job import build_job
+    from diffii_datasets.methods import get_method
     from diffii_datasets.plan import plan_job
     from diffii_datasets.store import default_cache_dir
     from diffii_datasets.store.cache import store_path
@@ -63,23 +65,33 @@ def run_plan(args: argparse.Namespace) -> int:
     cache = Path(args.cache_dir).expanduser() if args.cache_dir is not None else default_cache_dir()
     job = build_job(train, metaclass, config, concepts=concepts, released=released,
                     cache_dir=cache if cache.is_dir() else None)  # creates no cache
-    plan = plan_job(job, cache)
-    if plan.empty:
-        estimate = Estimate(0.0, "nothing to run")
-    elif args.estimate:
-        from diffii_datasets.diffusion.pipeline import loading_bars
-        from diffii_datasets.prepare import load_generation_pipeline
-
-        with loading_bars(False):
-            pipe = load_generation_pipeline(job.config.model, args.device)
-        estimate = estimate_plan(plan, job, pipe)
-    else:
-        estimate = Estimate.unknown("no model was run: pass --estimate to time a few UNet calls on this machine")
     where = f" from {Path(args.root).expanduser()}" if args.root is not None else ""
     print(f"{data_name(args)}: {len(train)} real images in {len(job.class_names)} classes "
           f"(metaclass {metaclass!r}){where}")
-    print(plan.with_estimate(estimate))
-    store = store_path(cache, job.header())
-    state = "complete" if plan.classes == 0 else "in progress" if store.is_dir() else "not made yet"
-    print(f"store: {store} ({state})")
+    source = job.method.source_config(job.config)
+    jobs = [job] if source is None else [dataclasses.replace(job, config=source), job]
+    if source is not None:  # generate makes it first, whole: its work is this run's too
+        print(f"{job.method.title} reads the {get_method(source.method).title} store of the same images, "
+              "made first:")
+    pipe = None
+    for each in jobs:
+        plan = plan_job(each, cache)
+        if not each.method.diffusion:
+            estimate = Estimate.unknown("the method runs no UNet")
+        elif plan.empty:
+            estimate = Estimate(0.0, "nothing to run")
+        elif args.estimate:
+            if pipe is None:
+                from diffii_datasets.diffusion.pipeline import loading_bars
+                from diffii_datasets.prepare import load_generation_pipeline
+
+                with loading_bars(False):
+                    pipe = load_generation_pipeline(job.config.model, args.device)
+            estimate = estimate_plan(plan, each, pipe)
+        else:
+            estimate = Estimate.unknown("no model was run: pass --estimate to time a few UNet calls on this machine")
+        print(plan.with_estimate(estimate))
+        store = store_path(cache, each.header())
+        state = "complete" if plan.classes == 0 else "in progress" if store.is_dir() else "not made yet"
+        print(f"store: {store} ({state})")
     return 0
