@@ -2,7 +2,8 @@
 
 The layout is :mod:`~diffii_datasets.store.layout`; the parts of a store are read and
 checked by :mod:`~.header` (what the store is for), :mod:`~.record` and :mod:`~.checks`
-(what each file must hold), :mod:`~.writer` (committing a class), :mod:`~.manifest`,
+(what each file must hold), :mod:`~.verify` (a committed class whole),
+:mod:`~.writer` (committing a class), :mod:`~.manifest`,
 :mod:`~.shared` (the suffixes) and :mod:`~.upkeep` (leftovers, strays, the whole-store
 check). Nothing outside this package reads or writes a store's files.
 
@@ -54,6 +55,7 @@ from diffii_datasets.store.layout import (
 from diffii_datasets.store.record import SyntheticRecord
 from diffii_datasets.store.upkeep import UserLock, checkpoint_problems, existence_lock, holds_work, \
     remove_if_unused, remove_tree, store_problems, sweep
+from diffii_datasets.store.verify import PIL_FORMATS, class_problems
 from diffii_datasets.store.writer import ENCODINGS, ClassWriter
 
 if TYPE_CHECKING:
@@ -64,30 +66,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["SyntheticStore"]
-
-_PIL_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG",)}  # an image file's ending: the only format it is decoded as
-_IMAGE_ENDS = {".png": (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"), ".jpg": (b"\xff\xd8\xff", b"\xff\xd9")}
-"""How a whole PNG (signature, IEND chunk) and a whole JPEG (SOI, EOI marker) start and end, as PIL writes them."""
-
-
-def _image_problem(data: bytes, ending: str, decode: bool) -> str | None:
-    """Why the bytes of an image file (``.png``, ``.jpg``) would not read as an image, ``None`` when they would.
-
-    Without ``decode`` only what is cheap to see next to a checksum: a file of another kind,
-    cut short, or whose header PIL cannot parse; with it, the pixels are decoded too.
-    """
-    start, end = _IMAGE_ENDS[ending]
-    if not data.startswith(start):
-        return f"it is not a {_PIL_FORMATS[ending][0]} file" if data else "it is empty"
-    if not data.endswith(end):
-        return "it is cut short (its last bytes are not the format's end)"
-    try:
-        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS[ending]) as image:
-            if decode:
-                image.load()
-    except (OSError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-        return str(error) or type(error).__name__
-    return None
 
 
 def _damage(error: FileFormatError) -> str:
@@ -415,7 +393,7 @@ class SyntheticStore:
         """
         data = self.read_file(path)
         try:
-            image = Image.open(io.BytesIO(data), formats=_PIL_FORMATS.get(os.fspath(path)[-4:]))
+            image = Image.open(io.BytesIO(data), formats=PIL_FORMATS.get(os.fspath(path)[-4:]))
             image.load()
         except (OSError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             raise self._file_problem(Path(path), f"not a readable image ({error}), though its checksum matches "
@@ -450,60 +428,8 @@ class SyntheticStore:
         checksums). With ``checksums=False`` only the record and the presence of the files
         are checked.
         """
-        problems = []
-        for class_index in class_indices:
-            if self.is_committed(class_index):
-                problems += self._class_problems(class_index, checksums, decode)
-        return problems
-
-    def _class_problems(self, class_index: int, checksums: bool, decode: bool) -> list[StoreProblem]:
-        try:
-            record = self.class_record(class_index)
-        except StoreDamageError as error:
-            return [error.store_problem]
-        problems = []
-        for relative, expected in record["files"].items():
-            reason = self._file_reason(class_index, relative, expected, checksums, decode)
-            if reason is not None:
-                problems.append(StoreProblem(class_index, relative, reason))
-        if checksums and not problems:
-            try:
-                self.records(class_index)
-            except StoreDamageError as error:
-                problems.append(error.store_problem)
-        listed = set(record["files"]) | {CLASS_RECORD}
-        directory = self.class_dir(class_index)
-        for path in sorted(directory.rglob("*")):
-            relative = path.relative_to(directory).as_posix()
-            if relative not in listed and not (path.is_dir() and relative in ("images", "real")):
-                problems.append(StoreProblem(class_index, relative, "a stray file (class.json does not list it)"))
-        return problems
-
-    def _file_reason(self, class_index: int, relative: str, expected: str, checksums: bool, decode: bool
-                     ) -> str | None:
-        """What is wrong with a file of a committed class (``None``: nothing); see :meth:`verify`."""
-        path = self.class_dir(class_index) / relative
-        if not path.is_file():
-            return "missing"
-        image = path.suffix in _PIL_FORMATS
-        if not (checksums or (decode and image)):
-            return None
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            return f"unreadable ({error.strerror or error})"
-        if checksums and sha256_bytes(data) != expected:
-            return "checksum mismatch"
-        if not image:
-            return None
-        problem = _image_problem(data, path.suffix, decode=False)
-        if problem is not None:  # prepare() sees this too, and generates the class again
-            return f"not a readable image ({problem})"
-        problem = _image_problem(data, path.suffix, decode=True) if decode else None
-        if problem is not None:  # only a decode sees it: the file is whole and matches its checksums
-            return (f"not a readable image ({problem}), though whole and matching its checksums; delete "
-                    f"{CLASSES_DIR}/{class_dir_name(class_index)} and prepare() generates the class again")
-        return None
+        return [problem for class_index in class_indices if self.is_committed(class_index)
+                for problem in class_problems(self, class_index, checksums=checksums, decode=decode)]
 
     def problems(self, *, checksums: bool = True, decode: bool = True) -> list[StoreProblem]:
         """Everything wrong with the store, one :class:`StoreProblem` each (what ``diffii-datasets verify`` prints).
