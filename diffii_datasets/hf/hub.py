@@ -24,9 +24,6 @@ Hugging Face's usual sources (``HF_TOKEN``, ``hf auth login``) and is never logg
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import glob
 import logging
 import os
 import shutil
@@ -38,12 +35,13 @@ import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import EntryNotFoundError
 
-from diffii_datasets._io import atomic_write, fsync_dir, process_gone, temp_owner
+from diffii_datasets._io import atomic_write
 from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.settings.base import FAMILIES, Setting, list_settings
 from diffii_datasets.hf.cards import GENERIC_CARD, render_card, resolve_card
 from diffii_datasets.hf.convert import checked_store_dataset_dict, open_store
 from diffii_datasets.hf.features import portable_arrow_schema
+from diffii_datasets.hf.folder_swap import staging_copy, swap_in, sweep_leftovers
 from diffii_datasets.hf.names import check_config_name, check_repo_id
 from diffii_datasets.store import SyntheticStore
 
@@ -240,103 +238,16 @@ def export_to_folder(
     if folder == Path.cwd() or folder in Path.cwd().parents:
         raise ValueError(f"folder {str(folder)!r} holds the current directory: an export replaces the whole folder "
                          "when it is written, so pass a folder outside it (e.g. ../<name> after cd ..)")
-    _sweep_leftovers(folder)
-    staging = _staging_copy(folder, config_name)
+    sweep_leftovers(folder)
+    staging = staging_copy(folder, leave_out=Path("data") / config_name)
     try:
         written = _export(store, staging, config_name, setting, template, family, test_dataset, repo_id,
                           max_shard_size, cache_dir)
-        _swap_in(staging, folder)
+        swap_in(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [folder / path.relative_to(staging) for path in written]
-
-
-def _staging_name(folder: Path, kind: str) -> Path:
-    return folder.with_name(f".{folder.name}.{kind}-{os.getpid()}")
-
-
-def _sweep_leftovers(folder: Path) -> None:
-    """Remove what killed exports into ``folder`` left beside it (only those whose process is gone).
-
-    An old folder set aside by a swap that did not finish (``.<name>.old-<pid>``, on a system
-    without an atomic exchange) is put back when ``folder`` is missing.
-    """
-    if not folder.parent.is_dir():
-        return
-    for path in folder.parent.glob(f".{glob.escape(folder.name)}.*-*"):
-        kind = path.name[len(folder.name) + 2:].rsplit("-", 1)[0]
-        owner = temp_owner(path.name)
-        if kind not in ("export", "old") or owner is None or not process_gone(owner):
-            continue
-        if kind == "old" and not folder.exists():
-            os.rename(path, folder)
-            logger.warning("put back %s, set aside by an export that was killed while swapping it", folder)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _staging_copy(folder: Path, config_name: str) -> Path:
-    """A new folder beside ``folder`` holding its files (hard links where possible) except ``data/<config_name>``."""
-    staging = _staging_name(folder, "export")
-    if staging.exists():  # this process's own, from an export that could not clean up
-        shutil.rmtree(staging)
-    if not folder.exists():
-        staging.mkdir(parents=True)
-        return staging
-    if not folder.is_dir():
-        raise NotADirectoryError(f"folder {str(folder)!r} is a file, not an export folder: pass a folder")
-    replaced = folder / "data" / config_name
-
-    def ignore(directory: str, names: list[str]) -> list[str]:
-        return [name for name in names if Path(directory) / name == replaced]
-
-    shutil.copytree(folder, staging, symlinks=True, ignore=ignore, copy_function=_link_or_copy)
-    return staging
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    """A hard link (the export never writes into an existing file, so the old folder stays as it was), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def _swap_in(staging: Path, folder: Path) -> None:
-    """``staging`` becomes ``folder``; the old ``folder`` (if any) is removed."""
-    fsync_dir(staging)
-    if not folder.exists():
-        os.rename(staging, folder)
-    elif _exchange(staging, folder):
-        shutil.rmtree(staging)  # the old folder now
-    else:
-        old = _staging_name(folder, "old")
-        os.rename(folder, old)
-        os.rename(staging, folder)
-        shutil.rmtree(old)
-    fsync_dir(folder.parent)
-
-
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_cwd = -100
-    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), _RENAME_EXCHANGE) == 0:
-        return True
-    errno = ctypes.get_errno()
-    if errno in (38, 22, 95):  # ENOSYS, EINVAL (filesystem without it), EOPNOTSUPP
-        return False
-    raise OSError(errno, os.strerror(errno), str(second))
 
 
 def _export(store: SyntheticStore, folder: Path, config_name: str, setting: Setting | None, template: Path,

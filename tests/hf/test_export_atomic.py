@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from diffii_datasets.hf import export_to_folder, preview_push
+from diffii_datasets.hf import export_to_folder, folder_swap, preview_push
 from diffii_datasets.hf import hub as hub_module
 from tests.classify.fixtures import write_store
 
@@ -89,7 +89,7 @@ def test_what_a_killed_export_left_beside_the_folder_is_cleared_or_put_back(stor
 
 
 def test_the_swap_without_an_atomic_exchange_also_ends_whole(store, exported, tmp_path, monkeypatch):
-    monkeypatch.setattr(hub_module, "_exchange", lambda first, second: False)
+    monkeypatch.setattr(folder_swap, "_exchange", lambda first, second: False)
     export_to_folder(store, exported, "more-shapes", cache_dir=tmp_path / "cache")
     assert sorted(name for name in files_of(exported) if name.endswith(".parquet")) == [
         "data/more-shapes/synthetic-00000-of-00001.parquet", "data/more-shapes/train-00000-of-00001.parquet",
