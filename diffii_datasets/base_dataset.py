@@ -182,6 +182,11 @@ class ClassImages(Sequence[Any]):
     def __len__(self) -> int:
         return len(self._indices)
 
+    @property
+    def item_names(self) -> list[str]:
+        """How errors about these images name them: ``base_dataset[i]``, the items the user gave."""
+        return [f"{self._name}[{index}]" for index in self._indices]
+
     @overload
     def __getitem__(self, position: int) -> Any: ...
 

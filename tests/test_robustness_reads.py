@@ -183,7 +183,7 @@ class _WithExtreme(torch.utils.data.Dataset):
 
 def test_a_10000_by_10_image_is_refused_by_concept_learning_naming_it(tmp_path, pipe):
     with pytest.warns(UserWarning, match=r"base_dataset\[1\] is 10000 x 10 pixels, an aspect ratio of 1e\+03:1"):
-        with pytest.raises(ValueError, match=r"images_by_class\[0\]\[1\] is 10000 x 10 pixels.*max_aspect_ratio"):
+        with pytest.raises(ValueError, match=r"base_dataset\[1\] is 10000 x 10 pixels.*max_aspect_ratio"):
             make_wrapper(_WithExtreme(), tmp_path / "cache", pipeline=pipe).prepare()
 
 

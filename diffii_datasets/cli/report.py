@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from diffii_datasets._deprecated import warn_renamed
 from diffii_datasets.cli._common import (CLASSES_HELP, STORE_HELP, AddCommand, CommandError, add_knob_flags,
                                          knob_values, open_store, parse_classes, positive_int)
+from diffii_datasets.methods.config import TINY_MODEL
 from diffii_datasets.quality.settings import GRID_IMAGES, QualitySettings
 from diffii_datasets.quality.sweep import DEFAULT_SPLIT_RATIOS, SWEEP_IMAGES
 
@@ -29,7 +31,7 @@ and the tests): the numbers then mean nothing.
 EPILOG_SWEEP = """examples:
   diffii-datasets sweep stores/3f9c2a... --class 0 -o sweep/
   diffii-datasets sweep stores/3f9c2a... --class "Laysan Albatross" --split-ratios 0,0.3,0.6,1 --images 16
-  diffii-datasets sweep demo-output/cache/<store> --class 0 -o demo-output/sweep --tiny-models --tiny-pipeline
+  diffii-datasets sweep demo-output/cache/<store> --class 0 -o demo-output/sweep --tiny-models
 
 Generates --images images of the class at each split ratio with the store's config,
 concepts, suffixes, inversions and seed (the store's split ratio repeats its first
@@ -58,11 +60,11 @@ def add_commands(add_command: AddCommand) -> None:
                        help="comma-separated split ratios in [0, 1] (default: %(default)s)")
     sweep.add_argument("--images", type=positive_int, default=SWEEP_IMAGES,
                        help="images per split ratio (default: %(default)s)")
-    sweep.add_argument("--model", help="the store's model (Hub id or directory; default: the one the store names)")
+    sweep.add_argument("--model", help="the store's model (Hub id, directory or 'tiny'; default: the one the store "
+                                       "names)")
     sweep.add_argument("--concepts", help="the concept set the store was made with, when it was given to generate "
                                           "(default: the store's learned concepts)")
-    sweep.add_argument("--tiny-pipeline", action="store_true",
-                       help="generate with the demo's tiny random-weight pipeline (for the demo's store)")
+    sweep.add_argument("--tiny-pipeline", action="store_true", help=argparse.SUPPRESS)  # 0.2's --model tiny
     _add_model_flags(sweep)
 
 
@@ -142,20 +144,17 @@ def run_sweep(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     class_index = _class_index(args.class_, store.header.classes)
     ratios = _split_ratios(args.split_ratios)
-    if args.tiny_pipeline and args.model:
-        raise CommandError("--tiny-pipeline and --model name two different pipelines: pass one")
+    if args.tiny_pipeline:
+        if args.model not in (None, TINY_MODEL):
+            raise CommandError("--tiny-pipeline and --model name two different pipelines: pass one")
+        warn_renamed("sweep --tiny-pipeline", "--model tiny")
+        args.model = TINY_MODEL
 
+    from diffii_datasets.prepare import load_generation_pipeline
     from diffii_datasets.quality.sweep import split_ratio_sweep, write_sweep
 
     models = _models(args, settings)
-    if args.tiny_pipeline:
-        from diffii_datasets.testing import tiny_pipeline
-
-        pipeline = tiny_pipeline(seed=0, device=args.device)
-    else:
-        from diffii_datasets.prepare import load_generation_pipeline
-
-        pipeline = load_generation_pipeline(args.model or store.header.model, device=args.device)
+    pipeline = load_generation_pipeline(args.model or store.header.model, device=args.device)
     try:
         sweep = split_ratio_sweep(store, class_index, ratios, models=models, num_images=args.images,
                                   pipeline=pipeline, concepts=args.concepts, settings=settings,

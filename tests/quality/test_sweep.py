@@ -69,7 +69,7 @@ def test_sweep_command(generated, tmp_path, capsys):
 
     store, _ = generated
     status = cli.main(["sweep", str(store.path), "--class", store.header.classes[1], "--split-ratios", "1",
-                       "--images", "2", "-o", str(tmp_path / "out"), "--tiny-models", "--tiny-pipeline",
+                       "--images", "2", "-o", str(tmp_path / "out"), "--tiny-models", "--model", "tiny",
                        "--device", "cpu", "--lpips-size", "32", "-q"])
     out, err = capsys.readouterr()
     assert status == 0, err
@@ -78,3 +78,19 @@ def test_sweep_command(generated, tmp_path, capsys):
     assert "mean nothing" in out and "sweep.png" in out
     status = cli.main(["sweep", str(store.path), "--class", "7", "-o", str(tmp_path / "x"), "--tiny-models"])
     assert status == 1 and "--class: '7' is neither a class index" in capsys.readouterr().err
+
+
+def test_sweep_takes_0_2s_tiny_pipeline_flag_with_a_warning(generated, tmp_path, capsys):
+    from diffii_datasets import _deprecated, cli
+
+    store, _ = generated
+    _deprecated._warned.discard("sweep --tiny-pipeline")
+    command = ["sweep", str(store.path), "--class", "0", "--split-ratios", "1", "--images", "2", "--tiny-models",
+               "--device", "cpu", "--lpips-size", "32", "-q", "--tiny-pipeline"]
+    status = cli.main(command + ["-o", str(tmp_path / "old")])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "warning: sweep --tiny-pipeline is deprecated and will be removed; use --model tiny" in err
+    assert json.loads((tmp_path / "old" / "sweep.json").read_text())["points"][0]["count"] == 2
+    status = cli.main(command + ["--model", "stabilityai/stable-diffusion-2-1", "-o", str(tmp_path / "both")])
+    assert status == 1 and "--tiny-pipeline and --model name two different pipelines" in capsys.readouterr().err

@@ -73,7 +73,9 @@ def learn_concepts(
     """Learn ``config.tokens_per_class`` tokens per class and a shared UNet LoRA; ``pipe`` is left as it was.
 
     Images are anything :func:`diffii_datasets.images.to_rgb_tensor` accepts, of any
-    size up to ``config.max_aspect_ratio`` to one; ``config`` says how each becomes a
+    size up to ``config.max_aspect_ratio`` to one (errors name an image as its class's
+    sequence names it in an ``item_names`` list, as the wrapper's classes do with
+    ``base_dataset[i]``, else ``images_by_class[c][j]``); ``config`` says how each becomes a
     training input (the published recipe by default: short side resized to 224, a
     fresh random crop, flip and VAE posterior sample every step, the images drawn in
     shuffled epochs, seed 42). Every crop that may be drawn, and its mirror image, is
@@ -138,9 +140,8 @@ def learn_concepts(
     resolution = config.resolution or pipe.unet.config.sample_size * factor
     recipe = concept_recipe(config)
 
-    digests, sizes = _read_images(images)
-    image_names = [[f"images_by_class[{c}][{j}]" for j in range(len(class_images))]
-                   for c, class_images in enumerate(images)]
+    image_names = [_image_names(c, class_images) for c, class_images in enumerate(images)]
+    digests, sizes = _read_images(images, image_names)
     check_image_sizes([size for class_sizes in sizes for size in class_sizes],
                       [name for class_names_ in image_names for name in class_names_], config, resolution, factor,
                       pipe.vae.config.latent_channels, pipe.vae.dtype.itemsize)
@@ -249,11 +250,21 @@ def _warn_seed_keyword(seed: int) -> None:
 _seed_keyword_warned = False
 
 
-def _read_images(images: list[Sequence[Any]]) -> tuple[list[list[str]], list[list[tuple[int, int]]]]:
+def _image_names(c: int, class_images: Sequence[Any]) -> list[str]:
+    """How errors name class ``c``'s images: as the sequence names its items (``item_names``, the wrapper's
+    ``base_dataset[i]``), else ``images_by_class[c][j]``."""
+    names = getattr(class_images, "item_names", None)
+    if isinstance(names, Sequence) and len(names) == len(class_images):
+        return [str(name) for name in names]
+    return [f"images_by_class[{c}][{j}]" for j in range(len(class_images))]
+
+
+def _read_images(images: list[Sequence[Any]],
+                 names: list[list[str]]) -> tuple[list[list[str]], list[list[tuple[int, int]]]]:
     """Every image's digest and ``(width, height)``, class by class, reading each image once."""
     digests, sizes = [], []
-    for c, class_images in enumerate(images):
-        pils = (to_pil_rgb(image, name=f"images_by_class[{c}][{j}]") for j, image in enumerate(class_images))
+    for class_images, class_names_ in zip(images, names):
+        pils = (to_pil_rgb(image, name=name) for image, name in zip(class_images, class_names_))
         pairs = [(image_digest(pil), pil.size) for pil in pils]
         digests.append([digest for digest, _ in pairs])
         sizes.append([size for _, size in pairs])
