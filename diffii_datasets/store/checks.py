@@ -25,7 +25,7 @@ from diffii_datasets.store.layout import INVERSIONS, METADATA, image_file, real_
 from diffii_datasets.store.record import SyntheticRecord, is_int, json_type, listed
 
 __all__ = ["StoreDamageError", "StoreProblem", "check_checksums", "check_class_record", "check_manifest",
-           "check_metadata", "check_suffixes", "class_files", "expected_manifest"]
+           "check_metadata", "check_suffixes", "class_files", "damage_reason", "expected_manifest"]
 
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 CLASS_RECORD_FIELDS = ("class_index", "count", "files")
@@ -68,6 +68,11 @@ class StoreDamageError(FileFormatError):
         self.store_problem = problem
         path = Path(problem.file) if Path(problem.file).is_absolute() else Path(store_path) / problem.location
         super().__init__(path, detail or problem.reason)
+
+
+def damage_reason(error: FileFormatError) -> str:
+    """A reader's complaint as a :class:`StoreProblem` reason (which reads after "is")."""
+    return f"damaged ({error.problem.removeprefix('is ')})"
 
 
 def class_files(real_count: int, count: int, extension: str, inversions: bool) -> list[str]:

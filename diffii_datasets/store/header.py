@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diffii_datasets._io import FileFormatError, fingerprint, json_bytes, read_json
+from diffii_datasets.store.checks import StoreDamageError, StoreProblem, damage_reason
 from diffii_datasets.store.layout import HEADER
 
 if TYPE_CHECKING:
     from diffii_datasets.methods import MethodConfig
 
 __all__ = ["FORMAT_VERSION", "READABLE_FORMATS", "StoreFormatError", "StoreHeader", "StoreMismatchError",
-           "header_differences", "read_header"]
+           "header_differences", "read_header", "stored_header_problem"]
 
 FORMAT_VERSION = 3
 """The layout this version writes: 0.1 wrote format 1 (an untyped header), 0.2 format 2 (Diff-II only)."""
@@ -173,6 +174,37 @@ def read_header(path: Path) -> StoreHeader:
     if KEY.match(path.name) and header.key() != path.name:
         raise FileFormatError(header_path, f"does not hash to the store's name {path.name} (edited or damaged)")
     return header
+
+
+def stored_header_problem(path: Path, header: StoreHeader) -> StoreProblem | None:
+    """``None`` when ``path/store.json`` holds ``header``; a "missing" or damage problem to write it anew.
+
+    Raises :class:`StoreMismatchError` for a valid header of another setup, and
+    :class:`StoreDamageError` for a damaged one that cannot be told apart from another
+    setup's (the directory is not named after the header, so its name cannot say).
+    """
+    header_path = path / HEADER
+    if not header_path.exists():
+        return StoreProblem(None, HEADER, "missing")
+    named = path.name == header.key()
+    try:
+        existing = StoreHeader.from_dict(read_json(header_path), header_path)
+    except (FileFormatError, OSError) as error:
+        problem = StoreProblem(None, HEADER, damage_reason(error) if isinstance(error, FileFormatError)
+                               else f"unreadable ({error})")
+        if named:
+            return problem
+        raise StoreDamageError(path, problem) from None
+    differences = "; ".join(header_differences(existing.to_dict(), header.to_dict()))
+    if differences and not named:
+        raise StoreMismatchError(f"the store at {path} was made for a different setup; differing fields: "
+                                 f"{differences}. Use another cache_dir or delete that store to start over.")
+    if differences:  # the directory is named after the wanted header: what it holds was damaged or edited
+        return StoreProblem(None, HEADER, f"damaged (it differs from the header the store is named after: "
+                                          f"{differences})")
+    if header_path.read_bytes() != json_bytes(header.to_dict()):
+        return StoreProblem(None, HEADER, "damaged (not in the form diffii-datasets writes)")
+    return None
 
 
 def header_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:

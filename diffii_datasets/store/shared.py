@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from diffii_datasets._io import FileFormatError, atomic_write, json_bytes, read_json, sha256_bytes, sha256_file
-from diffii_datasets.store.checks import StoreDamageError, StoreProblem, check_checksums, check_suffixes
+from diffii_datasets.store.checks import StoreDamageError, StoreProblem, check_checksums, check_suffixes, damage_reason
 from diffii_datasets.store.layout import SHARED_CHECKSUMS, SHARED_DIR, SHARED_SUFFIXES
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def shared_problems(store: SyntheticStore) -> list[StoreProblem]:
     try:
         checksums = read_json(checksums_path, expect=None, missing_ok=True, canonical=True)
     except FileFormatError as error:
-        return [StoreProblem(None, _CHECKSUMS, _damage(error))]
+        return [StoreProblem(None, _CHECKSUMS, damage_reason(error))]
     if checksums is None and not checksums_path.exists():
         if suffixes_path.exists():  # the checksum went (or never came: a kill between the two writes)
             return [StoreProblem(None, _CHECKSUMS, "missing (the suffixes beside it cannot be checked)")]
@@ -67,7 +67,3 @@ def shared_problems(store: SyntheticStore) -> list[StoreProblem]:
     except FileFormatError as error:
         reasons = [error.problem.removeprefix("is ")]
     return [StoreProblem(None, _SUFFIXES, f"damaged ({reasons[0]})")] if reasons else []
-
-
-def _damage(error: FileFormatError) -> str:
-    return f"damaged ({error.problem.removeprefix('is ')})"

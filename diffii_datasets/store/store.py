@@ -36,9 +36,9 @@ from diffii_datasets._warnings import warn_at_caller
 from diffii_datasets.store import manifest as _manifest
 from diffii_datasets.store import shared as _shared
 from diffii_datasets.store.cache import utf8_path
-from diffii_datasets.store.checks import StoreDamageError, StoreProblem, check_class_record, check_metadata
-from diffii_datasets.store.header import StoreFormatError, StoreHeader, StoreMismatchError, header_differences, \
-    read_header
+from diffii_datasets.store.checks import StoreDamageError, StoreProblem, check_class_record, check_metadata, \
+    damage_reason
+from diffii_datasets.store.header import StoreFormatError, StoreHeader, read_header, stored_header_problem
 from diffii_datasets.store.layout import (
     CLASS_RECORD,
     CLASSES_DIR,
@@ -66,11 +66,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["SyntheticStore"]
-
-
-def _damage(error: FileFormatError) -> str:
-    """A reader's complaint as a :class:`StoreProblem` reason (which reads after "is")."""
-    return f"damaged ({error.problem.removeprefix('is ')})"
 
 
 class SyntheticStore:
@@ -144,13 +139,13 @@ class SyntheticStore:
         if header.written is not None:
             raise StoreFormatError(f"{path}: a store of format {header.format} is read, never written to")
         store = cls(utf8_path(path, "the store's path"), header)
-        if store._header_problem() is None and (store.path / MANIFEST).is_file():
+        if stored_header_problem(store.path, header) is None and (store.path / MANIFEST).is_file():
             store.sweep()  # complete: nothing is written (a read-only mount), and nobody removes a complete store
             return store
         store._make_directories()
         with existence_lock(store):  # a process that made the store and failed may be removing it right now
             store._make_directories()
-            problem = store._header_problem()
+            problem = stored_header_problem(store.path, header)
             if problem is not None:
                 if problem.reason == "missing" and holds_work(store):  # deleted from a store with work in it
                     problem = StoreProblem(None, HEADER, "missing (the store holds work)")
@@ -177,39 +172,9 @@ class SyntheticStore:
         if not os.access(self.path, os.W_OK):
             raise ValueError(f"cache_dir must be a writable directory: {self.path} is not writable")
 
-    def _header_problem(self) -> StoreProblem | None:
-        """``None`` when ``store.json`` holds this store's header; a "missing" or damage problem to write it anew.
-
-        Raises :class:`StoreMismatchError` for a valid header of another setup, and
-        :class:`StoreDamageError` for a damaged one that cannot be told apart from another
-        setup's (the directory is not named after the header, so its name cannot say).
-        """
-        header_path = self.path / HEADER
-        if not header_path.exists():
-            return StoreProblem(None, HEADER, "missing")
-        named = self.path.name == self.header.key()
-        try:
-            existing = StoreHeader.from_dict(read_json(header_path), header_path)
-        except (FileFormatError, OSError) as error:
-            problem = StoreProblem(None, HEADER, _damage(error) if isinstance(error, FileFormatError)
-                                   else f"unreadable ({error})")
-            if named:
-                return problem
-            raise StoreDamageError(self.path, problem) from None
-        differences = "; ".join(header_differences(existing.to_dict(), self.header.to_dict()))
-        if differences and not named:
-            raise StoreMismatchError(f"the store at {self.path} was made for a different setup; differing fields: "
-                                     f"{differences}. Use another cache_dir or delete that store to start over.")
-        if differences:  # the directory is named after the wanted header: what it holds was damaged or edited
-            return StoreProblem(None, HEADER, f"damaged (it differs from the header the store is named after: "
-                                              f"{differences})")
-        if header_path.read_bytes() != json_bytes(self.header.to_dict()):
-            return StoreProblem(None, HEADER, "damaged (not in the form diffii-datasets writes)")
-        return None
-
     def check_header(self) -> None:
         """Raise :class:`StoreDamageError` unless ``store.json`` still holds this store's header."""
-        problem = self._header_problem()
+        problem = stored_header_problem(self.path, self.header)
         if problem is not None:
             raise StoreDamageError(self.path, problem)
 
@@ -226,7 +191,7 @@ class SyntheticStore:
         try:
             header = read_header(path)
         except FileFormatError as error:
-            raise StoreDamageError(path, StoreProblem(None, HEADER, _damage(error)), error.problem) from None
+            raise StoreDamageError(path, StoreProblem(None, HEADER, damage_reason(error)), error.problem) from None
         return cls(path, header)
 
     def repaired(self, problem: StoreProblem, action: str) -> None:
@@ -293,7 +258,7 @@ class SyntheticStore:
         except FileNotFoundError:
             raise FileNotFoundError(f"class {class_index} is not committed in {self.path}") from None
         except FileFormatError as error:
-            raise self._problem(class_index, CLASS_RECORD, _damage(error)) from None
+            raise self._problem(class_index, CLASS_RECORD, damage_reason(error)) from None
         problems = check_class_record(record, class_index, self.header.real_counts[class_index], self._extension,
                                       self.method.inversion)
         if problems:
