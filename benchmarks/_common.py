@@ -291,3 +291,27 @@ class Figures:
         print()
         for line in self._lines:
             print(line)
+
+
+def run_sizes(args: argparse.Namespace, bench_size: Callable[[str, argparse.Namespace, Figures], None], *,
+              quick_steps: int, note: str) -> None:
+    """Run ``bench_size`` at each model size and print the figures with ``note``.
+
+    The sizes are ``--sizes``, else ``tiny`` with ``--quick``, else tiny and SD-1.5 on a GPU, tiny and small on a
+    CPU; ``--quick`` also caps ``--steps`` at ``quick_steps``; ``--rounds`` defaults to 3 on tiny, 1 elsewhere.
+    """
+    if args.sizes:
+        sizes = args.sizes.split(",")
+    elif args.quick:
+        sizes = ["tiny"]
+    else:
+        sizes = ["tiny", "sd15"] if args.device.type == "cuda" else ["tiny", "small"]
+    if args.quick:
+        args.steps = min(args.steps, quick_steps)
+    figures = Figures()
+    rounds = args.rounds
+    for size in sizes:
+        args.rounds = rounds or (1 if args.quick or size != "tiny" else 3)
+        bench_size(size, args, figures)
+    figures.note(note)
+    figures.print()

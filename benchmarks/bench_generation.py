@@ -158,22 +158,9 @@ def bench_size(size: str, args, figures: _common.Figures) -> None:
 
 def main() -> None:
     args = _common.parse_args("Generation throughput: engine vs the authors' per-image procedure", add_arguments)
-    if args.sizes:
-        sizes = args.sizes.split(",")
-    elif args.quick:
-        sizes = ["tiny"]
-    else:
-        sizes = ["tiny", "sd15"] if args.device.type == "cuda" else ["tiny", "small"]
-    if args.quick:
-        args.steps = min(args.steps, 3)
-    figures = _common.Figures()
-    rounds = args.rounds
-    for size in sizes:
-        args.rounds = rounds or (1 if args.quick or size != "tiny" else 3)
-        bench_size(size, args, figures)
-    figures.note("max |pixel diff| compares each engine image with the baseline's image of the same draws "
-                 "(0-255 scale): fp32 agrees up to rounding, bf16 autocast changes pixels a little")
-    figures.print()
+    _common.run_sizes(args, bench_size, quick_steps=3,
+                      note="max |pixel diff| compares each engine image with the baseline's image of the same draws "
+                           "(0-255 scale): fp32 agrees up to rounding, bf16 autocast changes pixels a little")
 
 
 if __name__ == "__main__":

@@ -87,21 +87,8 @@ def bench_size(size: str, args, figures: _common.Figures) -> None:
 
 def main() -> None:
     args = _common.parse_args("Inversion throughput: batched ddim_invert vs per-image inversion", add_arguments)
-    if args.sizes:
-        sizes = args.sizes.split(",")
-    elif args.quick:
-        sizes = ["tiny"]
-    else:
-        sizes = ["tiny", "sd15"] if args.device.type == "cuda" else ["tiny", "small"]
-    if args.quick:
-        args.steps = min(args.steps, 5)
-    figures = _common.Figures()
-    rounds = args.rounds
-    for size in sizes:
-        args.rounds = rounds or (1 if args.quick or size != "tiny" else 3)
-        bench_size(size, args, figures)
-    figures.note("relative diff of x_T: |x_T - x_T(baseline)| / |x_T(baseline)|; fp32 agrees up to rounding")
-    figures.print()
+    _common.run_sizes(args, bench_size, quick_steps=5,
+                      note="relative diff of x_T: |x_T - x_T(baseline)| / |x_T(baseline)|; fp32 agrees up to rounding")
 
 
 if __name__ == "__main__":
